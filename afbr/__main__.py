@@ -1,0 +1,3 @@
+from afbr.cli import main
+
+raise SystemExit(main())

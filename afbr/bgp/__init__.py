@@ -1,0 +1,1 @@
+"""BGP signalling: the Tunnel Encapsulation attribute, the ExaBGP bridge, the softwire RIB."""

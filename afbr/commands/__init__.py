@@ -1,0 +1,1 @@
+"""The afbr subcommands; each module registers itself with the CLI."""

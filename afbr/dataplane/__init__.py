@@ -1,0 +1,1 @@
+"""Kernel dataplane: reconcile of links, routes, nftables and XFRM against the kernel."""

@@ -1,0 +1,1 @@
+"""Encap manager: the desired softwire state derived from the RIB and the local config (no I/O)."""

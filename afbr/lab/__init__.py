@@ -1,0 +1,1 @@
+"""Namespace labs: topologies of network namespaces for tests and the demo mesh."""
