@@ -1,0 +1,105 @@
+"""Supervision of a child process (ExaBGP): restart with exponential backoff when it dies.
+
+The kernel keeps forwarding while the child is down; the supervisor only restarts it and
+reports the state.  A run that lasted `stable_after` seconds resets the backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 1.0
+    factor: float = 2.0
+    ceiling: float = 60.0
+    stable_after: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        """Wait before restart number `failures` (1-based)."""
+        return float(min(self.ceiling, self.first * self.factor ** max(0, failures - 1)))
+
+
+class Supervisor:
+    """Keeps `argv` running until `stop()`; `on_start` gets each new process."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        backoff: Backoff | None = None,
+        on_start: Callable[[asyncio.subprocess.Process], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.backoff = backoff or Backoff()
+        self.on_start = on_start
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.state = "stopped"
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"supervise-{self.name}")
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            started = time.monotonic()
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, **(self.env or {})},
+                start_new_session=True,
+            )
+            self.state = "running"
+            log.info("%s started (pid %d)", self.name, self.process.pid)
+            if self.on_start is not None:
+                await self.on_start(self.process)
+            code = await self.process.wait()
+            if self._stopping:
+                break
+            self.state = "restarting"
+            lived = time.monotonic() - started
+            failures = 1 if lived >= self.backoff.stable_after else failures + 1
+            delay = self.backoff.delay(failures)
+            self.restarts += 1
+            log.warning(
+                "%s exited with %s after %.1fs; restarting in %.1fs", self.name, code, lived, delay
+            )
+            await asyncio.sleep(delay)
+        self.state = "stopped"
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        proc = self.process
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.state = "stopped"
