@@ -11,7 +11,11 @@ from afbr import __version__
 
 # Each module here defines `register(subparsers)`, which adds its subcommand and sets
 # `func` on the parser to a callable taking the parsed namespace and returning an exit status.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "afbr.commands.config",
+    "afbr.commands.decode",
+    "afbr.commands.show",
+)
 
 DESCRIPTION = """\
 afbr turns a Linux box into a softwire-mesh Address Family Border Router (RFC 5565):

@@ -1,0 +1,127 @@
+"""`afbr status|tunnels|routes|sas|audit`: read a running daemon's state over its control socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from afbr.daemon.control_socket import ControlClientError, request
+
+DEFAULT_SOCKET = Path("/run/afbr/afbr.sock")
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "status": (
+        "neighbors, tunnels, SAs, route counts and drops at a glance",
+        "The daemon's overall state: each BGP neighbor and its session state, how many\n"
+        "softwires, routes and SAs are installed, and the drop counters of the filters\n"
+        "(spoofed inner sources, tunnel packets from unknown endpoints) and of the IKE agent.",
+    ),
+    "tunnels": (
+        "the softwires to remote AFBRs",
+        "One line per softwire: its interface, encapsulation, remote endpoint, ifindex,\n"
+        "how many client prefixes are routed into it and whether IPsec protects it.",
+    ),
+    "routes": (
+        "client prefixes learned over BGP and their softwires",
+        "One line per remote client prefix: the best path's next hop (tunnel endpoint),\n"
+        "the neighbor it came from and the softwire it is routed into.",
+    ),
+    "sas": (
+        "IKE and CHILD SAs per remote AFBR",
+        "One line per remote AFBR: the IKE SA state, the CHILD SA SPIs and algorithms,\n"
+        "packet counters and when it was last rekeyed.",
+    ),
+    "audit": (
+        "check the RFC 5565 / RFC 5619 requirements against the running state",
+        "Each requirement of RFC 5565 and RFC 5619 that applies to this AFBR, with pass or\n"
+        "fail on the running config and state and why (e.g. a BGP session without TCP-MD5,\n"
+        "a softwire without IPsec where policy asks for it).  Exit status 1 if any fails.",
+    ),
+}
+
+EPILOG = """\
+exit status: 0 success; 1 the daemon is not reachable or (audit) a check failed;
+2 bad usage.  --json prints the daemon's reply as JSON for machines.
+"""
+
+
+def register(subparsers: Any) -> None:
+    for name, (short, long) in COMMANDS.items():
+        parser = subparsers.add_parser(
+            name,
+            help=short,
+            description=long,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON for machines")
+        parser.add_argument(
+            "--socket",
+            type=Path,
+            default=DEFAULT_SOCKET,
+            metavar="PATH",
+            help=f"the daemon's control socket (default {DEFAULT_SOCKET})",
+        )
+        parser.set_defaults(func=run, command=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = request(args.socket, args.command)
+    except ControlClientError as exc:
+        print(f"afbr: {args.command}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(render_text(args.command, result))
+    if args.command == "audit" and isinstance(result, list):
+        return 1 if any(row.get("status") == "fail" for row in result) else 0
+    return 0
+
+
+def render_text(command: str, result: object) -> str:
+    if command == "status" and isinstance(result, Mapping):
+        return _render_status(result)
+    if isinstance(result, list):
+        return render_table(result) if result else f"(no {command})"
+    return json.dumps(result, indent=2, default=str)
+
+
+def _render_status(status: Mapping[str, Any]) -> str:
+    lines = []
+    for key, value in status.items():
+        if isinstance(value, list):
+            lines.append(f"{key}:")
+            body = render_table(value) if value else "(none)"
+            lines.extend("  " + line for line in body.splitlines())
+        elif isinstance(value, Mapping):
+            inner = ", ".join(f"{k} {v}" for k, v in value.items()) or "(none)"
+            lines.append(f"{key}: {inner}")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def render_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows of dicts as aligned columns, headed by the keys of the first row."""
+    columns = list(rows[0].keys())
+    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
+    out = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
