@@ -17,6 +17,8 @@ Tunnel Encapsulation Attribute Tunnel Types" registry assign 3 = Transmit tunnel
 4 = IPsec in Tunnel-mode, 5 = IP in IP tunnel with IPsec Transport Mode and 6 = MPLS-in-IP
 tunnel with IPsec Transport Mode (Wireshark and other decoders agree).  This module follows
 the RFC/IANA values (see :class:`TunnelType`); the issue text and DESIGN.md are off by one.
+DESIGN.md's "GRE protected by ESP transport mode" has no code point of its own in that
+registry: ESP transport mode is signalled for IP-in-IP (5) and MPLS-in-IP (6) only.
 
 Tunnel Egress Endpoint.  RFC 9012 §3.1/§13 want exactly one Tunnel Egress Endpoint sub-TLV
 per TLV in unicast UPDATEs and discard TLVs without one; RFC 5512/5565 speakers (GoBGP among

@@ -226,10 +226,10 @@ def test_properties_of_a_tunnel_without_those_sub_tlvs_are_none() -> None:
 
 def test_tunnel_types_follow_rfc_5566_and_iana() -> None:
     """RFC 5566 §2 / IANA: the IPsec types are 4, 5, 6 (3 is Transmit tunnel endpoint)."""
-    assert TunnelType.TRANSMIT_TUNNEL_ENDPOINT == 3
-    assert TunnelType.IPSEC_TUNNEL_MODE == 4
-    assert TunnelType.IP_IN_IP_IPSEC_TRANSPORT_MODE == 5
-    assert TunnelType.MPLS_IN_IP_IPSEC_TRANSPORT_MODE == 6
+    assert TunnelType.TRANSMIT_TUNNEL_ENDPOINT.value == 3
+    assert TunnelType.IPSEC_TUNNEL_MODE.value == 4
+    assert TunnelType.IP_IN_IP_IPSEC_TRANSPORT_MODE.value == 5
+    assert TunnelType.MPLS_IN_IP_IPSEC_TRANSPORT_MODE.value == 6
     assert [TunnelType.L2TPV3_OVER_IP, TunnelType.GRE, TunnelType.IP_IN_IP] == [1, 2, 7]
 
 
