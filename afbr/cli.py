@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "afbr.commands.config",
     "afbr.commands.decode",
     "afbr.commands.show",
+    "afbr.commands.run",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,316 @@
+"""`afbr run`: the composition root.  Starts and supervises ExaBGP, feeds the BGP control
+plane, keeps the kernel's softwires in step with the RIB, and serves the control socket.
+
+    ExaBGP --API process (afbr.daemon.exabgp_bridge)--> bridge socket --> BgpControlPlane
+        --best-path changes--> SoftwireSync (encap derive + dataplane reconcile) --> kernel
+
+- SIGTERM/SIGINT stop the control plane (ExaBGP) and leave forwarding in place: the next
+  start adopts the kernel objects that still match.
+- SIGHUP re-reads the config and applies only the difference (announcements, softwires).
+- ExaBGP dying is not a reason to touch the kernel: the supervisor restarts it with backoff and
+  the RIB and softwires are kept until the sessions come back.
+- A second instance on the same box refuses to start (an flock in the state directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol
+
+from afbr import __version__
+from afbr.bgp.control_plane import BgpControlPlane
+from afbr.bgp.exabgp_config import exabgp_argv, exabgp_environment, write_exabgp_config
+from afbr.bgp.keyfile import KeyRing, load_key_file
+from afbr.bgp.session_config import BgpSessionConfig
+from afbr.config import AfbrConfig, load_config
+from afbr.daemon.control_socket import ControlServer, Handler
+from afbr.daemon.instance_lock import InstanceLock
+from afbr.daemon.supervisor import Backoff, Supervisor
+from afbr.metrics import Metric, MetricsServer
+
+log = logging.getLogger("afbr.daemon")
+SYNC_DELAY = 0.05  # coalesce a burst of UPDATEs into one reconcile
+
+
+class Softwires(Protocol):
+    """What the daemon needs of the dataplane side (see afbr.daemon.softwire_sync)."""
+
+    def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]: ...
+
+    def tunnels(self) -> list[dict[str, Any]]: ...
+
+    def tunnel_of(self, prefix: str) -> str | None: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+
+class AfbrDaemon:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        softwires_factory: Callable[[AfbrConfig], Softwires] | None = None,
+        exabgp: str | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.config = load_config(config_path)
+        self.softwires_factory = softwires_factory
+        self.exabgp = exabgp or str(Path(sys.executable).with_name("exabgp"))
+        self.started = time.time()
+        self.runtime_dir = self.config.state_dir / "run"
+        self.bridge_path = self.runtime_dir / "exabgp-bridge.sock"
+        self.control_plane = BgpControlPlane(self._session_config(self.config))
+        self.softwires: Softwires | None = None
+        self.supervisor: Supervisor | None = None
+        self.last_sync: dict[str, Any] = {}
+        self.counters: dict[str, int] = {"bridge_connections": 0, "syncs": 0, "sync_errors": 0}
+        self._bridge_writer: asyncio.StreamWriter | None = None
+        self._sync_handle: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._lock = InstanceLock(self.config.state_dir / "afbr.lock")
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._lock.acquire()  # raises AlreadyRunning: a second instance refuses to start
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        control = ControlServer(self.config.control_socket, self._handlers())
+        bridge = await asyncio.start_unix_server(
+            self._serve_bridge, path=str(self._fresh_socket(self.bridge_path)), limit=1 << 24
+        )
+        os.chmod(self.bridge_path, 0o600)
+        metrics = None
+        try:
+            await control.start()
+            if self.config.metrics_listen:
+                metrics = MetricsServer(self.config.metrics_listen, self.metrics)
+                await metrics.start()
+            if self.softwires_factory is not None and self.config.role == "afbr":
+                self.softwires = self.softwires_factory(self.config)
+                self._schedule_sync()  # adopt what the kernel still holds from an earlier run
+            self.supervisor = self._start_exabgp()
+            log.info(
+                "afbr %s running (%s)", __version__, self.config_path, extra={"event": "start"}
+            )
+            await self._stop.wait()
+        finally:
+            log.info("stopping the control plane; forwarding stays in place")
+            if self.supervisor is not None:
+                await self.supervisor.stop()
+            bridge.close()
+            await control.close()
+            if metrics is not None:
+                await metrics.close()
+            self._lock.release()
+        return 0
+
+    def _start_exabgp(self) -> Supervisor:
+        session = self._session_config(self.config)
+        keys = self._bgp_keys(self.config)
+        bridge_argv = [sys.executable, "-m", "afbr.daemon.exabgp_bridge", str(self.bridge_path)]
+        conf = write_exabgp_config(self.runtime_dir / "exabgp", session, keys, bridge_argv)
+        supervisor = Supervisor(
+            "exabgp",
+            exabgp_argv(self.exabgp, conf),
+            env=exabgp_environment(session),
+            backoff=Backoff(first=1.0, ceiling=30.0),
+            on_start=self._watch_exabgp_output,
+        )
+        supervisor.start()
+        return supervisor
+
+    async def _watch_exabgp_output(self, process: asyncio.subprocess.Process) -> None:
+        if process.stdout is not None:
+            self._spawn(_relay_log(process.stdout, logging.getLogger("afbr.exabgp")))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # keep a reference until it finishes
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config; announce/withdraw and reconcile only the difference."""
+        try:
+            new = load_config(self.config_path)
+        except Exception as exc:  # a broken file must not take the running daemon down
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        old, self.config = self.config, new
+        commands = self.control_plane.update_config(self._session_config(new))
+        await self._send(commands)
+        if old.bgp != new.bgp:
+            log.warning("BGP neighbor changes take effect when ExaBGP restarts; restarting it")
+            if self.supervisor is not None:
+                await self.supervisor.stop()
+            self.supervisor = self._start_exabgp()
+        self._schedule_sync()
+        log.info("config reloaded", extra={"event": "reload"})
+
+    # -- ExaBGP bridge ------------------------------------------------------------------------
+
+    async def _serve_bridge(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.counters["bridge_connections"] += 1
+        if self._bridge_writer is not None:
+            self._bridge_writer.close()
+        self._bridge_writer = writer
+        try:
+            while line := await reader.readline():
+                commands = self.control_plane.feed_line(line)
+                if commands:
+                    await self._send(commands)
+                if self.control_plane.take_changes():
+                    self._schedule_sync()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
+            log.warning("ExaBGP bridge connection failed: %s", exc)
+        finally:
+            if self._bridge_writer is writer:
+                self._bridge_writer = None
+            writer.close()
+
+    async def _send(self, commands: list[str]) -> None:
+        writer = self._bridge_writer
+        if writer is None or not commands:
+            return  # the next ExaBGP connection re-announces everything on neighbor up
+        writer.write("".join(c + "\n" for c in commands).encode())
+        await writer.drain()
+
+    # -- softwires ------------------------------------------------------------------------------
+
+    def _schedule_sync(self) -> None:
+        if self._sync_handle is None and self.softwires is not None:
+            loop = asyncio.get_running_loop()
+            self._sync_handle = loop.call_later(SYNC_DELAY, self._run_sync)
+
+    def _run_sync(self) -> None:
+        self._sync_handle = None
+        if self.softwires is None:
+            return
+        try:
+            self.last_sync = self.softwires.sync(self.control_plane, self.config)
+            self.counters["syncs"] += 1
+        except Exception:  # keep the daemon and its state; the next change retries
+            self.counters["sync_errors"] += 1
+            log.exception("softwire reconcile failed; will retry on the next change")
+
+    # -- control socket -------------------------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Handler]:
+        return {
+            "status": lambda _req: self.status(),
+            "tunnels": lambda _req: self.softwires.tunnels() if self.softwires else [],
+            "routes": lambda _req: self.routes(),
+            "sas": lambda _req: [],
+            "audit": lambda _req: self.audit(),
+        }
+
+    def status(self) -> dict[str, Any]:
+        rib = self.control_plane.rib
+        return {
+            "version": __version__,
+            "role": self.config.role,
+            "router_id": str(self.config.router_id),
+            "core": f"IPv{self.config.core.family} {self.config.core.address}",
+            "uptime_seconds": round(time.time() - self.started),
+            "exabgp": {
+                "state": self.supervisor.state if self.supervisor else "stopped",
+                "restarts": self.supervisor.restarts if self.supervisor else 0,
+            },
+            "neighbors": [
+                {
+                    "address": str(n.address),
+                    "state": "up" if str(n.address) in rib.neighbors_up else "down",
+                    "md5": n.md5_key is not None,
+                }
+                for n in self.config.bgp.neighbors
+            ],
+            "routes": len(rib),
+            "tunnels": len(self.softwires.tunnels()) if self.softwires else 0,
+            "drops": {
+                **rib.counters,
+                **(self.softwires.counters() if self.softwires else {}),
+            },
+            "daemon": self.counters,
+        }
+
+    def routes(self) -> list[dict[str, Any]]:
+        out = []
+        for prefix, path in sorted(self.control_plane.rib.best_paths()):
+            out.append(
+                {
+                    "prefix": prefix,
+                    "endpoint": str(path.endpoint),
+                    "neighbor": path.neighbor,
+                    "encaps": [int(t.tunnel.tunnel_type) for t in path.tunnels],
+                    "tunnel": self.softwires.tunnel_of(prefix) if self.softwires else None,
+                }
+            )
+        return out
+
+    def audit(self) -> list[dict[str, str]]:
+        from afbr.daemon.audit import audit_running  # noqa: PLC0415 - keeps start-up light
+
+        return audit_running(self.config, self.status())
+
+    def metrics(self) -> list[Metric]:
+        status = self.status()
+        up = sum(1 for n in status["neighbors"] if n["state"] == "up")
+        drops = tuple(({"reason": k}, float(v)) for k, v in status["drops"].items())
+        return [
+            Metric("afbr_bgp_neighbors_up", "gauge", "BGP neighbors Established.", (({}, up),)),
+            Metric(
+                "afbr_routes",
+                "gauge",
+                "Remote client prefixes in the RIB.",
+                (({}, float(status["routes"])),),
+            ),
+            Metric(
+                "afbr_tunnels",
+                "gauge",
+                "Softwires in the kernel.",
+                (({}, float(status["tunnels"])),),
+            ),
+            Metric("afbr_drops_total", "counter", "Dropped paths and packets by reason.", drops),
+            Metric(
+                "afbr_exabgp_restarts_total",
+                "counter",
+                "ExaBGP restarts.",
+                (({}, float(status["exabgp"]["restarts"])),),
+            ),
+        ]
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _session_config(config: AfbrConfig) -> BgpSessionConfig:
+        return BgpSessionConfig.from_afbr_config(config)
+
+    @staticmethod
+    def _bgp_keys(config: AfbrConfig) -> KeyRing | None:
+        if config.bgp.keys_file is None:
+            return None
+        return load_key_file(config.bgp.keys_file)
+
+    def _fresh_socket(self, path: Path) -> Path:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return path
+
+
+async def _relay_log(stream: asyncio.StreamReader, logger: logging.Logger) -> None:
+    while line := await stream.readline():
+        logger.info("%s", line.decode(errors="replace").rstrip())

@@ -1,0 +1,137 @@
+"""Glue from the softwire RIB to the kernel: best paths -> encap manager -> dataplane reconcile.
+
+The RIB (afbr.bgp) speaks in Tunnel Encapsulation TLVs; the encap manager (afbr.encap) in
+its own `EncapOffer`s; the translation between the two lives here, in the composition root,
+so neither core imports the other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from afbr.bgp.control_plane import BgpControlPlane
+from afbr.bgp.softwire_rib import RibPath
+from afbr.bgp.tunnel_encap import Tunnel, TunnelType
+from afbr.config import AfbrConfig
+from afbr.dataplane.softwires import SoftwireDataplane
+from afbr.encap.derive import derive_desired
+from afbr.encap.model import (
+    DesiredState,
+    EncapKind,
+    EncapOffer,
+    IpsecMode,
+    LocalEncapPolicy,
+    RemotePath,
+)
+
+log = logging.getLogger(__name__)
+
+# Config names -> encap kinds, in the order a name expands to (L2TPv3 over IP first).
+PREFERENCE_KINDS: dict[str, tuple[EncapKind, ...]] = {
+    "gre": (EncapKind.GRE,),
+    "ip-in-ip": (EncapKind.IP_IN_IP,),
+    "l2tpv3": (EncapKind.L2TPV3_IP, EncapKind.L2TPV3_UDP),
+}
+
+
+def encap_offer(tunnel: Tunnel) -> EncapOffer | None:
+    """What the encap manager can build from one advertised tunnel TLV (None: not a softwire
+    type the kernel dataplane builds; the IPsec types are the IKE agent's)."""
+    kind = tunnel.tunnel_type
+    if kind == TunnelType.GRE:
+        return EncapOffer(EncapKind.GRE, gre_key=tunnel.gre_key)  # RFC 9012 §3.2.4
+    if kind == TunnelType.IP_IN_IP:
+        return EncapOffer(EncapKind.IP_IN_IP)
+    if kind == TunnelType.L2TPV3_OVER_IP:
+        port = tunnel.udp_port  # RFC 9012 §3.3.2: present means L2TPv3 over UDP
+        return EncapOffer(
+            EncapKind.L2TPV3_UDP if port else EncapKind.L2TPV3_IP,
+            l2tpv3_session_id=tunnel.l2tpv3_session_id,
+            l2tpv3_cookie=tunnel.l2tpv3_cookie or b"",
+            udp_port=port,
+        )
+    return None
+
+
+def remote_paths(control_plane: BgpControlPlane) -> Iterator[RemotePath]:
+    offers: dict[RibPath, tuple[EncapOffer, ...]] = {}  # paths are shared by many prefixes
+    for prefix, path in control_plane.rib.best_paths():
+        encaps = offers.get(path)
+        if encaps is None:
+            encaps = offers[path] = tuple(
+                offer for t in path.tunnels if (offer := encap_offer(t.tunnel)) is not None
+            )
+        yield RemotePath(ipaddress.ip_network(prefix), path.endpoint, encaps, path.neighbor)
+
+
+def local_policy(config: AfbrConfig) -> LocalEncapPolicy:
+    address = config.core.address
+    preference = tuple(k for name in config.encap.preference for k in PREFERENCE_KINDS[name])
+    return LocalEncapPolicy(
+        preference=preference,
+        local_v4=address if isinstance(address, ipaddress.IPv4Address) else None,
+        local_v6=address if isinstance(address, ipaddress.IPv6Address) else None,
+        gre_key=config.encap.gre_key,
+        l2tpv3_session_id=config.encap.l2tpv3_session_id,
+        l2tpv3_cookie=config.encap.l2tpv3_cookie,
+        underlay_mtu=config.core.mtu,
+        ipsec=IpsecMode.NONE,
+        bgp_neighbors=frozenset(n.address for n in config.bgp.neighbors),
+    )
+
+
+class KernelSoftwireSync:
+    """The daemon's dataplane side: one reconcile per batch of RIB changes."""
+
+    def __init__(self, config: AfbrConfig) -> None:
+        self.dataplane = SoftwireDataplane()
+        self.desired = DesiredState()
+        self.route_tunnel: dict[str, str] = {}
+        self.errors = 0
+
+    def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]:
+        self.desired = derive_desired(remote_paths(control_plane), local_policy(config))
+        self.route_tunnel = {str(r.prefix): r.tunnel for r in self.desired.routes}
+        report = self.dataplane.reconcile(self.desired)
+        self.errors += len(report.errors)
+        for what, code in report.errors:
+            log.error("dataplane: %s failed (errno %d)", what, code)
+        if report.changed:
+            log.info(
+                "softwires reconciled: +%d -%d links, %d routes set, %d removed in %.3fs",
+                report.links_created,
+                report.links_deleted,
+                report.routes_replaced,
+                report.routes_deleted,
+                report.timings.get("total", 0.0),
+                extra={"event": "reconcile"},
+            )
+        return {"changed": report.changed, "timings": report.timings}
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        routed: dict[str, int] = {}
+        for tunnel in self.route_tunnel.values():
+            routed[tunnel] = routed.get(tunnel, 0) + 1
+        return [
+            {
+                "name": t.name,
+                "type": t.kind.name.lower().replace("_", "-"),
+                "local": str(t.local),
+                "remote": str(t.remote),
+                "mtu": t.mtu,
+                "prefixes": routed.get(t.name, 0),
+            }
+            for t in self.desired.tunnels
+        ]
+
+    def tunnel_of(self, prefix: str) -> str | None:
+        return self.route_tunnel.get(prefix)
+
+    def counters(self) -> dict[str, int]:
+        out = {"dataplane_errors": self.errors, "decap_filter_installed": 1}
+        for name, value in self.dataplane.counters().items():
+            out[name] = value.packets
+        return out

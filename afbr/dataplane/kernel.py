@@ -1,0 +1,243 @@
+"""The kernel adapter of the softwire dataplane: read afbr's objects, apply reconcile actions.
+
+Links and routes go over one NETLINK_ROUTE socket, L2TP over generic netlink, all pipelined
+(see rtnl_socket).  Applying is idempotent: "exists" on create and "not found" on delete are
+races with an earlier run, not errors.  A create that finds the name taken by a device that is
+not afbr's is reported and that device is left alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from afbr.dataplane import l2tp_wire
+from afbr.dataplane.kernel_plan import (
+    ALIAS_PREFIX,
+    L2TP_ETH_ADDRESS,
+    LinkPlan,
+    is_afbr_l2tp_tunnel,
+)
+from afbr.dataplane.reconcile import (
+    Action,
+    ConfigureLink,
+    CreateLink,
+    DeleteL2tpTunnel,
+    DeleteLink,
+    DeleteRoutes,
+    ObservedState,
+    ReplaceRoutes,
+)
+from afbr.dataplane.rtnl_socket import NETLINK_GENERIC, NetlinkPipe
+from afbr.dataplane.rtnl_wire import (
+    CTRL_ATTR_FAMILY_ID,
+    GENL_ID_CTRL,
+    GENLMSG,
+    NLM_F_CREATE,
+    NLM_F_REPLACE,
+    RT_TABLE_MAIN,
+    RTM_DELROUTE,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    LinkInfo,
+    RouteKey,
+    del_link,
+    dump_links,
+    dump_routes,
+    get_family,
+    iter_messages,
+    new_link,
+    parse_attrs,
+    parse_link,
+    parse_routes,
+    route_message,
+    set_link,
+    set_link_no_ipv6_addresses,
+)
+from afbr.encap.model import NAME_PREFIX
+
+GONE = (errno.ENODEV, errno.ENOENT, errno.ESRCH)
+
+
+@dataclass
+class ApplyReport:
+    """What applying did: failures as (what, errno) pairs."""
+
+    errors: list[tuple[str, int]] = field(default_factory=list)
+    conflicts: set[str] = field(default_factory=set)  # names held by devices not afbr's
+
+
+class KernelSoftwires:
+    """afbr's links, L2TP tunnels and routes in one network namespace."""
+
+    def __init__(self, netns: str | None = None, table: int = RT_TABLE_MAIN) -> None:
+        self.netns = netns
+        self.table = table
+        self.rtnl = NetlinkPipe(socket.NETLINK_ROUTE, netns)
+        self._genl: NetlinkPipe | None = None
+        self._l2tp_family: int | None = None
+
+    def close(self) -> None:
+        self.rtnl.close()
+        if self._genl is not None:
+            self._genl.close()
+
+    # --- observe ---------------------------------------------------------------------------
+
+    def links(self) -> list[LinkInfo]:
+        found: list[LinkInfo] = []
+        for buffer in self.rtnl.dump(dump_links):
+            for msg_type, _flags, _seq, payload in iter_messages(buffer):
+                if msg_type == RTM_NEWLINK:
+                    found.append(parse_link(payload))
+        return found
+
+    def observe(self) -> ObservedState:
+        owned = {
+            link.name: link
+            for link in self.links()
+            if link.name.startswith(NAME_PREFIX) and link.alias.startswith(ALIAS_PREFIX)
+        }
+        routes: dict[RouteKey, int] = {}
+        for version in (4, 6):
+            for buffer in self.rtnl.dump(partial(dump_routes, version=version, table=self.table)):
+                parse_routes(buffer, routes, self.table)
+        tunnels = frozenset(t for t in self._l2tp_tunnel_ids() if is_afbr_l2tp_tunnel(t))
+        return ObservedState(owned, tunnels, routes)
+
+    def _l2tp(self) -> tuple[NetlinkPipe, int] | None:
+        if self._genl is None:
+            self._genl = NetlinkPipe(NETLINK_GENERIC, self.netns)
+            try:
+                buffers = self._genl.dump(lambda s: get_family(s, l2tp_wire.L2TP_GENL_NAME))
+            except OSError:
+                return None  # no L2TP family in this kernel
+            for buffer in buffers:
+                for msg_type, _flags, _seq, payload in iter_messages(buffer):
+                    if msg_type == GENL_ID_CTRL:  # the family description
+                        attrs = parse_attrs(payload[GENLMSG.size :])
+                        if CTRL_ATTR_FAMILY_ID in attrs:
+                            self._l2tp_family = int.from_bytes(attrs[CTRL_ATTR_FAMILY_ID], "little")
+        if self._l2tp_family is None:
+            return None
+        return self._genl, self._l2tp_family
+
+    def _l2tp_tunnel_ids(self) -> list[int]:
+        l2tp = self._l2tp()
+        if l2tp is None:
+            return []  # no L2TP in this kernel: afbr cannot have made any
+        sock, family = l2tp
+        ids: list[int] = []
+        for buffer in sock.dump(lambda seq: l2tp_wire.tunnel_dump(family, seq)):
+            for msg_type, _flags, _seq, payload in iter_messages(buffer):
+                if msg_type == family:
+                    attrs = parse_attrs(payload[GENLMSG.size :])
+                    if l2tp_wire.L2TP_ATTR_CONN_ID in attrs:
+                        ids.append(int.from_bytes(attrs[l2tp_wire.L2TP_ATTR_CONN_ID], "little"))
+        return ids
+
+    # --- apply -----------------------------------------------------------------------------
+
+    def apply(self, actions: Sequence[Action]) -> ApplyReport:
+        report = ApplyReport()
+        for action in actions:
+            if isinstance(action, DeleteLink):
+                self._expect(report, f"delete {action.name}", GONE, del_link, action.index)
+            elif isinstance(action, DeleteL2tpTunnel):
+                self._delete_l2tp(report, action.tunnel_id)
+            elif isinstance(action, CreateLink):
+                self._create(report, action.link)
+            elif isinstance(action, ConfigureLink):
+                self._configure(report, action)
+            elif isinstance(action, DeleteRoutes):
+                self._routes(report, RTM_DELROUTE, 0, [(k, oif) for k, oif in action.routes])
+            elif isinstance(action, ReplaceRoutes):
+                index = {link.name: link.index for link in self.links()}
+                routes = [(key, index.get(name, 0)) for key, name in action.routes]
+                self._routes(report, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, routes)
+        return report
+
+    def _expect(
+        self,
+        report: ApplyReport,
+        what: str,
+        allowed: Sequence[int],
+        build: Callable[..., bytes],
+        *args: object,
+    ) -> int:
+        code = self.rtnl.request(lambda seq: build(seq, *args))
+        if code and code not in allowed:
+            report.errors.append((what, code))
+        return code
+
+    def _create(self, report: ApplyReport, link: LinkPlan) -> None:
+        if link.l2tp is None:
+            code = self._expect(
+                report, f"create {link.name}", (), new_link, link.name, link.kind,
+                link.info_data, link.mtu,
+            )  # fmt: skip
+            if code:
+                report.conflicts.add(link.name)
+            return
+        l2tp = self._l2tp()
+        if l2tp is None:
+            report.errors.append((f"create {link.name}: no L2TP in this kernel", errno.ENOENT))
+            report.conflicts.add(link.name)
+            return
+        sock, family = l2tp
+        plan = link.l2tp
+        code = sock.request(lambda seq: l2tp_wire.tunnel_create(family, seq, plan))
+        if code and code != errno.EEXIST:
+            report.errors.append((f"create L2TP tunnel {link.name}", code))
+        code = sock.request(lambda seq: l2tp_wire.session_create(family, seq, plan, link.name))
+        if code:
+            report.errors.append((f"create L2TP session {link.name}", code))
+            report.conflicts.add(link.name)
+
+    def _delete_l2tp(self, report: ApplyReport, tunnel_id: int) -> None:
+        l2tp = self._l2tp()
+        if l2tp is None:
+            return
+        sock, family = l2tp
+        code = sock.request(lambda seq: l2tp_wire.tunnel_delete(family, seq, tunnel_id))
+        if code and code not in GONE:
+            report.errors.append((f"delete L2TP tunnel {tunnel_id:#x}", code))
+
+    def _configure(self, report: ApplyReport, action: ConfigureLink) -> None:
+        link = action.link
+        if link.name in report.conflicts:
+            return  # never tag a device we did not create
+        l2tp = link.l2tp is not None
+        address = L2TP_ETH_ADDRESS if l2tp and action.set_address else None
+        if action.set_address:  # a fresh device, still down: no IPv6 autoconfiguration
+            self.rtnl.request(lambda seq: set_link_no_ipv6_addresses(seq, link.name))
+        code = self.rtnl.request(
+            lambda seq: set_link(
+                seq, link.name, alias=link.alias, mtu=link.mtu, noarp=l2tp, address=address
+            )
+        )
+        if code:
+            report.errors.append((f"configure {link.name}", code))
+
+    def _routes(
+        self, report: ApplyReport, msg_type: int, flags: int, routes: list[tuple[RouteKey, int]]
+    ) -> None:
+        first = self.rtnl.reserve(len(routes))
+        table = self.table
+        messages = [
+            route_message(msg_type, flags, first + i, key, oif, table=table)
+            for i, (key, oif) in enumerate(routes)
+        ]
+        for index, code in sorted(self.rtnl.pipeline(messages, first).items()):
+            if msg_type == RTM_DELROUTE and code in GONE:
+                continue
+            report.errors.append((f"route {_show(routes[index][0])}", code))
+
+
+def _show(key: RouteKey) -> str:
+    version, dst, plen = key
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    return f"{socket.inet_ntop(family, dst)}/{plen}"

@@ -1,0 +1,121 @@
+"""The nftables adapter: apply afbr's table atomically, read its counters.
+
+One `nft -f -` per change (nft runs the whole script as one transaction: all or nothing);
+the names of chains and counters to delete come from the kernel on first use and from what
+this object applied afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from afbr.dataplane.nft_ruleset import FAMILY, TABLE, render_ruleset
+from afbr.encap.model import FilterSpec
+
+
+class NftError(RuntimeError):
+    """nft refused a script or a listing; the message carries its stderr."""
+
+
+@dataclass(frozen=True)
+class CounterValue:
+    packets: int
+    bytes: int
+
+
+class NftFilter:
+    """afbr's nftables table in one network namespace (None: the current one)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._known: tuple[frozenset[str], frozenset[str]] | None = None
+        self._applied: str | None = None
+
+    def _nft(
+        self, args: Sequence[str], script: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return subprocess.run(
+            [*prefix, "nft", *args],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def existing(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Names of the chains and counters now in afbr's table (empty when it is absent)."""
+        proc = self._nft(["-j", "list", "table", FAMILY, TABLE])
+        if proc.returncode != 0:
+            if "No such file" in proc.stderr:
+                return frozenset(), frozenset()
+            raise NftError(f"nft list table: {proc.stderr.strip()}")
+        chains: set[str] = set()
+        counters: set[str] = set()
+        for item in _items(proc.stdout):
+            if "chain" in item:
+                chains.add(str(item["chain"]["name"]))
+            elif "counter" in item:
+                counters.add(str(item["counter"]["name"]))
+        return frozenset(chains), frozenset(counters)
+
+    def apply(self, filters: FilterSpec) -> bool:
+        """Bring the table in step with `filters`; False when it already was (nothing run)."""
+        if self._known is None:
+            self._known = self.existing()
+        script = render_ruleset(filters, *self._known)
+        if script == self._applied:
+            return False
+        proc = self._nft(["-f", "-"], script)
+        if proc.returncode != 0:
+            self._known = None  # re-read next time: the transaction changed nothing
+            raise NftError(f"nft -f: {proc.stderr.strip()}")
+        self._applied = script
+        self._known = _declared(script)
+        return True
+
+    def counters(self) -> dict[str, CounterValue]:
+        """afbr's named counters by name."""
+        proc = self._nft(["-j", "list", "counters", "table", FAMILY, TABLE])
+        if proc.returncode != 0:
+            raise NftError(f"nft list counters: {proc.stderr.strip()}")
+        found: dict[str, CounterValue] = {}
+        for item in _items(proc.stdout):
+            counter = item.get("counter")
+            if isinstance(counter, dict):
+                packets, size = counter.get("packets", 0), counter.get("bytes", 0)
+                if isinstance(packets, int) and isinstance(size, int):
+                    found[str(counter["name"])] = CounterValue(packets, size)
+        return found
+
+    def remove(self) -> None:
+        """Delete afbr's table (when the daemon is told to clean up)."""
+        self._nft(["-f", "-"], f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+        self._known, self._applied = None, None
+
+
+def _items(text: str) -> list[dict[str, dict[str, object]]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NftError(f"nft -j printed no JSON: {exc}") from exc
+    items = data.get("nftables", []) if isinstance(data, dict) else []
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _declared(script: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Chains and counters the rendered script declares (its own format, see nft_ruleset)."""
+    chains: set[str] = set()
+    counters: set[str] = set()
+    for line in script.splitlines():
+        words = line.split()
+        if len(words) >= 3 and line.startswith("\t") and not line.startswith("\t\t"):
+            if words[0] == "chain":
+                chains.add(words[1])
+            elif words[0] == "counter":
+                counters.add(words[1])
+    return frozenset(chains), frozenset(counters)

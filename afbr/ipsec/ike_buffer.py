@@ -1,0 +1,80 @@
+"""A bounds-checked byte buffer for the IKEv2 codec (pull_x / push_x pairs read and write it)."""
+
+from __future__ import annotations
+
+import struct
+
+from afbr.ipsec.ike_errors import IkeDecodeError, IkeTruncatedError
+
+
+class IkeBuffer:
+    """Reads from `data` (or writes to an empty buffer); every read checks the length first."""
+
+    __slots__ = ("_data", "_out", "_pos")
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._data = data
+        self._pos = 0
+        self._out = bytearray()
+
+    # -- reading -----------------------------------------------------------------------------
+    def remaining(self) -> int:
+        return len(self._data) - self._pos
+
+    def eof(self) -> bool:
+        return self._pos >= len(self._data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def pull_bytes(self, length: int) -> bytes:
+        if length < 0 or self._pos + length > len(self._data):
+            raise IkeTruncatedError(f"truncated: need {length} bytes, have {self.remaining()}")
+        chunk = self._data[self._pos : self._pos + length]
+        self._pos += length
+        return chunk
+
+    def pull_rest(self) -> bytes:
+        return self.pull_bytes(self.remaining())
+
+    def pull_uint8(self) -> int:
+        return self.pull_bytes(1)[0]
+
+    def pull_uint16(self) -> int:
+        value: int = struct.unpack("!H", self.pull_bytes(2))[0]
+        return value
+
+    def pull_uint32(self) -> int:
+        value: int = struct.unpack("!I", self.pull_bytes(4))[0]
+        return value
+
+    def pull_uint64(self) -> int:
+        value: int = struct.unpack("!Q", self.pull_bytes(8))[0]
+        return value
+
+    def pull_block(self, length: int) -> IkeBuffer:
+        """A sub-buffer of exactly `length` bytes; the caller must consume all of it."""
+        return IkeBuffer(self.pull_bytes(length))
+
+    def expect_end(self) -> None:
+        if not self.eof():
+            raise IkeDecodeError(f"{self.remaining()} bytes left over")
+
+    # -- writing -----------------------------------------------------------------------------
+    def push_bytes(self, data: bytes) -> None:
+        self._out += data
+
+    def push_uint8(self, value: int) -> None:
+        self._out.append(value & 0xFF)
+
+    def push_uint16(self, value: int) -> None:
+        self._out += struct.pack("!H", value & 0xFFFF)
+
+    def push_uint32(self, value: int) -> None:
+        self._out += struct.pack("!I", value & 0xFFFFFFFF)
+
+    def push_uint64(self, value: int) -> None:
+        self._out += struct.pack("!Q", value & 0xFFFFFFFFFFFFFFFF)
+
+    def written(self) -> bytes:
+        return bytes(self._out)

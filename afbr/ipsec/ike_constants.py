@@ -1,0 +1,141 @@
+"""IANA IKEv2 registries used by afbr (RFC 7296 §3, IANA "IKEv2 Parameters")."""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+
+IKE_VERSION = 0x20  # RFC 7296 §3.1: major 2, minor 0
+IKE_HEADER_LENGTH = 28
+IKE_PORT = 500
+NAT_T_PORT = 4500  # RFC 3948 §2.2
+NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 §2.2
+NAT_KEEPALIVE = b"\xff"  # RFC 3948 §2.3
+MAX_IKE_MESSAGE = 65535 - 8  # UDP payload bound
+
+
+class ExchangeType(IntEnum):
+    IKE_SA_INIT = 34
+    IKE_AUTH = 35
+    CREATE_CHILD_SA = 36
+    INFORMATIONAL = 37
+
+
+class HeaderFlag(IntFlag):
+    NONE = 0
+    INITIATOR = 0x08  # RFC 7296 §3.1
+    VERSION = 0x10
+    RESPONSE = 0x20
+
+
+class PayloadType(IntEnum):
+    NONE = 0
+    SA = 33
+    KE = 34
+    IDI = 35
+    IDR = 36
+    CERT = 37
+    CERTREQ = 38
+    AUTH = 39
+    NONCE = 40
+    NOTIFY = 41
+    DELETE = 42
+    VENDOR = 43
+    TSI = 44
+    TSR = 45
+    SK = 46
+    CP = 47
+    EAP = 48
+    SKF = 53
+
+
+class ProtocolId(IntEnum):
+    NONE = 0
+    IKE = 1
+    AH = 2
+    ESP = 3
+
+
+class NotifyType(IntEnum):
+    # error types, RFC 7296 §3.10.1
+    UNSUPPORTED_CRITICAL_PAYLOAD = 1
+    INVALID_IKE_SPI = 4
+    INVALID_MAJOR_VERSION = 5
+    INVALID_SYNTAX = 7
+    INVALID_MESSAGE_ID = 9
+    INVALID_SPI = 11
+    NO_PROPOSAL_CHOSEN = 14
+    INVALID_KE_PAYLOAD = 17
+    AUTHENTICATION_FAILED = 24
+    SINGLE_PAIR_REQUIRED = 34
+    NO_ADDITIONAL_SAS = 35
+    INTERNAL_ADDRESS_FAILURE = 36
+    FAILED_CP_REQUIRED = 37
+    TS_UNACCEPTABLE = 38
+    INVALID_SELECTORS = 39
+    TEMPORARY_FAILURE = 43
+    CHILD_SA_NOT_FOUND = 44
+    # status types
+    INITIAL_CONTACT = 16384
+    SET_WINDOW_SIZE = 16385
+    ADDITIONAL_TS_POSSIBLE = 16386
+    IPCOMP_SUPPORTED = 16387
+    NAT_DETECTION_SOURCE_IP = 16388
+    NAT_DETECTION_DESTINATION_IP = 16389
+    COOKIE = 16390
+    USE_TRANSPORT_MODE = 16391
+    HTTP_CERT_LOOKUP_SUPPORTED = 16392
+    REKEY_SA = 16393
+    ESP_TFC_PADDING_NOT_SUPPORTED = 16394
+    NON_FIRST_FRAGMENTS_ALSO = 16395
+    MOBIKE_SUPPORTED = 16396
+    ADDITIONAL_IP4_ADDRESS = 16397
+    ADDITIONAL_IP6_ADDRESS = 16398
+    MULTIPLE_AUTH_SUPPORTED = 16404
+    REDIRECT_SUPPORTED = 16406
+    EAP_ONLY_AUTHENTICATION = 16417
+    CHILDLESS_IKEV2_SUPPORTED = 16418
+    IKEV2_MESSAGE_ID_SYNC_SUPPORTED = 16420
+    FRAGMENTATION_SUPPORTED = 16430
+    SIGNATURE_HASH_ALGORITHMS = 16431  # RFC 7427 §4
+
+    @property
+    def is_error(self) -> bool:
+        return self < 16384
+
+
+class IdType(IntEnum):
+    ID_IPV4_ADDR = 1
+    ID_FQDN = 2
+    ID_RFC822_ADDR = 3
+    ID_IPV6_ADDR = 5
+    ID_DER_ASN1_DN = 9
+    ID_DER_ASN1_GN = 10
+    ID_KEY_ID = 11
+
+
+class AuthMethod(IntEnum):
+    RSA_DIGITAL_SIGNATURE = 1
+    SHARED_KEY_MIC = 2
+    DSS_DIGITAL_SIGNATURE = 3
+    ECDSA_SHA256_P256 = 9
+    DIGITAL_SIGNATURE = 14  # RFC 7427
+
+
+class HashAlgorithm(IntEnum):
+    """RFC 7427 §4 hash algorithm identifiers for SIGNATURE_HASH_ALGORITHMS."""
+
+    SHA1 = 1
+    SHA2_256 = 2
+    SHA2_384 = 3
+    SHA2_512 = 4
+    IDENTITY = 5  # RFC 8420 (Ed25519)
+
+
+class TrafficSelectorType(IntEnum):
+    TS_IPV4_ADDR_RANGE = 7
+    TS_IPV6_ADDR_RANGE = 8
+
+
+class CertEncoding(IntEnum):
+    X509_CERT_SIGNATURE = 4
+    RAW_PUBLIC_KEY = 15  # RFC 7670

@@ -1,0 +1,141 @@
+"""Events the IKEv2 core hands to its user (the daemon, the XFRM adapter).
+
+Every event names the IKE SA it comes from by `ike_sa` (the SPI pair).  A CHILD SA event holds
+everything `afbr.dataplane.xfrm` needs to install the pair of kernel SAs: SPIs, algorithms and
+keys per direction, addresses, mode, traffic selectors, UDP encapsulation and lifetimes.
+Order for make-before-break: ChildSaRekeyed (install the new pair) comes before the
+ChildSaDeleted of the pair it replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from afbr.ipsec.ike_config import Address, Identity, IpsecMode
+from afbr.ipsec.ike_payloads import TrafficSelector
+from afbr.ipsec.ike_proposals import AlgorithmSuite
+
+if TYPE_CHECKING:
+    from afbr.ipsec.ike_sa import IkeSa
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaId:
+    spi_i: bytes
+    spi_r: bytes
+
+    def __str__(self) -> str:
+        return f"{self.spi_i.hex()}_i {self.spi_r.hex()}_r"
+
+
+@dataclass(frozen=True, slots=True)
+class EspSaKeys:
+    """One direction of a CHILD SA: kernel SPI, encryption key (AES-GCM: salt at the end, as
+    the kernel's rfc4106(gcm(aes)) takes it) and integrity key (empty for AEAD)."""
+
+    spi: int
+    encryption_key: bytes
+    integrity_key: bytes
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaParams:
+    """A negotiated ESP SA pair.  `algorithms.encryption`/`key_length`/`integrity` are IANA
+    IKEv2 transform ids (ENCR_AES_GCM_16 with ICV 16, ENCR_AES_CBC, ENCR_NULL;
+    AUTH_HMAC_SHA2_256_128 truncates to 128 bits)."""
+
+    inbound: EspSaKeys
+    outbound: EspSaKeys
+    algorithms: AlgorithmSuite
+    mode: IpsecMode
+    local_ts: tuple[TrafficSelector, ...]
+    remote_ts: tuple[TrafficSelector, ...]
+    udp_encapsulation: tuple[int, int] | None  # (local port, remote port), RFC 3948, or None
+    soft_lifetime: float  # seconds; the core rekeys at about this age on its own timer
+    hard_lifetime: float  # seconds; give the kernel this as its hard expiry
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished:
+    ike_sa: IkeSaId
+    local_id: Identity
+    remote_id: Identity
+    local_addr: Address
+    remote_addr: Address
+    suite: AlgorithmSuite
+    nat_detected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaRekeyed:
+    """The IKE SA was replaced by `new_sa` (its CHILD SAs move over; nothing to do in XFRM)."""
+
+    ike_sa: IkeSaId
+    new_ike_sa: IkeSaId
+    new_sa: IkeSa
+    redundant: bool = False  # RFC 7296 §2.8.2 collision loser: route it until its delete
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted:
+    ike_sa: IkeSaId
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaEstablished:
+    ike_sa: IkeSaId
+    child: ChildSaParams
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaRekeyed:
+    """`child` replaces the pair with inbound SPI `old_inbound_spi`; install it now, the old
+    pair's ChildSaDeleted follows once the rekey completes."""
+
+    ike_sa: IkeSaId
+    old_inbound_spi: int
+    old_outbound_spi: int
+    child: ChildSaParams
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaDeleted:
+    ike_sa: IkeSaId
+    inbound_spi: int
+    outbound_spi: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaFailed:
+    """A CHILD SA could not be negotiated (the IKE SA stays); `notify` is the RFC's error."""
+
+    ike_sa: IkeSaId
+    notify: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationFailed:
+    """The peer did not authenticate (or we were refused): no SA is installed (RFC 5619 §4.4.2)."""
+
+    ike_sa: IkeSaId
+    remote_addr: Address
+    remote_id: Identity | None
+    reason: str
+
+
+IkeEvent = (
+    IkeSaEstablished
+    | IkeSaRekeyed
+    | IkeSaDeleted
+    | ChildSaEstablished
+    | ChildSaRekeyed
+    | ChildSaDeleted
+    | ChildSaFailed
+    | AuthenticationFailed
+)

@@ -1,0 +1,136 @@
+"""`afbr run` end to end on the control plane, with a real GoBGP route reflector (TCP-MD5).
+
+Two daemons A and B run with --no-dataplane (the host kernel has no tunnels; the dataplane
+runs in the UML tests): A's client prefix reaches B's RIB through the reflector, `afbr
+status/routes/audit` answer over the control socket, SIGHUP announces a new prefix, a second
+instance refuses to start, and SIGTERM stops the daemon and its ExaBGP.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from afbr.lab.netns import Host, Lab
+from afbr.lab.reflector_lab import RR_ASN, reflector_lab
+
+pytestmark = [pytest.mark.interop, pytest.mark.netns]
+
+CLIENT_PREFIX = {"a": "198.51.100.0/25", "b": "198.51.100.128/25"}
+
+
+def write_config(workdir: Path, name: str, core_address: str, rr_address: str) -> Path:
+    keys = workdir / "bgp-keys.yaml"
+    keys.write_text(f"md5-rr: 'md5-{name}-secret'\n")
+    keys.chmod(0o600)
+    config = workdir / "afbr.yaml"
+    config.write_text(
+        f"""\
+router_id: 192.0.2.{10 + ord(name) - ord("a")}
+asn: {RR_ASN}
+core: {{family: ipv6, address: "{core_address}"}}
+clients: {{prefixes: [{CLIENT_PREFIX[name]}]}}
+bgp:
+  keys_file: {keys}
+  neighbors:
+    - {{address: "{rr_address}", asn: {RR_ASN}, md5_key: md5-rr}}
+encap: {{preference: [gre, ip-in-ip], gre_key: 7}}
+ipsec: {{enabled: false}}
+control_socket: {workdir}/afbr.sock
+state_dir: {workdir}/state
+"""
+    )
+    return config
+
+
+def afbr(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        host.argv(sys.executable, "-m", "afbr", *args),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def query(host: Host, workdir: Path, command: str) -> Any:
+    proc = afbr(host, command, "--json", "--socket", str(workdir / "afbr.sock"))
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def wait_for(probe: Any, timeout: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = probe()
+        except (AssertionError, json.JSONDecodeError, KeyError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.3)
+
+
+def test_two_daemons_learn_each_other_through_gobgp(lab: Lab, tmp_path: Path) -> None:
+    topo = reflector_lab(lab, tmp_path, core=6, clients=["a", "b"])
+    rr = topo.start_reflector("gobgp", {"a": "md5-a-secret", "b": "md5-b-secret"})
+    dirs = {}
+    procs = {}
+    for name in ("a", "b"):
+        dirs[name] = tmp_path / f"afbr-{name}"
+        dirs[name].mkdir()
+        cfg = write_config(dirs[name], name, topo.addresses[name], topo.rr_address)
+        procs[name] = topo.clients[name].popen(
+            sys.executable,
+            "-m",
+            "afbr",
+            "run",
+            "-c",
+            str(cfg),
+            "--no-dataplane",
+            log=dirs[name] / "afbr.log",
+        )
+    a, b = topo.clients["a"], topo.clients["b"]
+    for name in ("a", "b"):
+        rr.wait_established(topo.addresses[name], timeout=40)
+
+    routes = wait_for(
+        lambda: [r for r in query(b, dirs["b"], "routes") if r["prefix"] == CLIENT_PREFIX["a"]]
+    )
+    assert routes[0]["endpoint"] == topo.addresses["a"]
+    assert routes[0]["encaps"] == [2, 7]  # GRE then IP-in-IP, A's preference order
+
+    status = query(a, dirs["a"], "status")
+    assert status["neighbors"] == [{"address": topo.rr_address, "state": "up", "md5": True}]
+    assert status["exabgp"]["state"] == "running"
+
+    audit = {row["requirement"]: row for row in query(a, dirs["a"], "audit")}
+    assert audit["every BGP session is authenticated with TCP-MD5"]["status"] == "pass"
+    assert audit["softwires are protected by IPsec"]["status"] == "fail"
+
+    second = afbr(a, "run", "-c", str(dirs["a"] / "afbr.yaml"), "--no-dataplane")
+    assert second.returncode == 1
+    assert "another afbr is running" in second.stderr
+
+    # SIGHUP: a new client prefix on A is announced without a restart.
+    config = dirs["a"] / "afbr.yaml"
+    config.write_text(
+        config.read_text().replace("[198.51.100.0/25]", "[198.51.100.0/25, 203.0.113.0/24]")
+    )
+    procs["a"].send_signal(signal.SIGHUP)
+    wait_for(lambda: any(r["prefix"] == "203.0.113.0/24" for r in query(b, dirs["b"], "routes")))
+    assert query(a, dirs["a"], "status")["exabgp"]["restarts"] == 0
+
+    # SIGTERM: A stops (and its ExaBGP); B loses A's routes once the session is gone.
+    a.stop(procs["a"])
+    assert procs["a"].returncode == 0, (dirs["a"] / "afbr.log").read_text()[-2000:]
+    wait_for(lambda: not query(b, dirs["b"], "routes"), timeout=60)

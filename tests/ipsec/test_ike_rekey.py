@@ -1,0 +1,134 @@
+"""Back to back: CHILD and IKE SA rekeys, with and without the RFC 7296 §2.8 collisions."""
+
+from __future__ import annotations
+
+from ike_pair import Endpoint, Pair, psk_configs
+
+from afbr.ipsec import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaRekeyed,
+    IkeSa,
+    IkeSaDeleted,
+    IkeSaRekeyed,
+    IkeState,
+)
+
+
+def _only_sa(ep: Endpoint) -> IkeSa:
+    live = [sa for sa in ep.dispatcher.sas.values() if sa.state == IkeState.ESTABLISHED]
+    assert len(live) == 1, live
+    return live[0]
+
+
+def _pairs_agree(pair: Pair) -> None:
+    """Both sides hold the same IKE SA and mirrored CHILD SAs."""
+    sa_a, sa_b = _only_sa(pair.a), _only_sa(pair.b)
+    assert sa_a.id == sa_b.id
+    assert sa_a.keys == sa_b.keys
+    pairs_a = sorted((c.inbound_spi, c.outbound_spi) for c in sa_a.children.values())
+    pairs_b = sorted((c.outbound_spi, c.inbound_spi) for c in sa_b.children.values())
+    assert pairs_a == pairs_b
+
+
+def test_child_rekey_installs_new_then_deletes_old() -> None:
+    pair = Pair(*psk_configs())
+    sa = pair.connect()
+    (old,) = sa.children
+    sa.rekey_child(old, pair.now)
+    pair.a.dispatcher.after_command(sa, pair.now)
+    pair.pump()
+    for ep in (pair.a, pair.b):
+        (rekeyed,) = ep.of_type(ChildSaRekeyed)
+        (deleted,) = ep.of_type(ChildSaDeleted)
+        assert ep.events.index(rekeyed) < ep.events.index(deleted)  # make-before-break
+    assert pair.a.of_type(ChildSaRekeyed)[0].old_inbound_spi == old
+    assert pair.a.of_type(ChildSaDeleted)[0].inbound_spi == old
+    assert len(sa.children) == 1 and old not in sa.children
+    _pairs_agree(pair)
+
+
+def test_child_rekey_on_soft_lifetime_timer() -> None:
+    pair = Pair(*psk_configs())
+    pair.connect()
+    pair.advance(pair.config_a.timers.child_rekey + 5, step=60)
+    assert pair.a.of_type(ChildSaRekeyed) or pair.b.of_type(ChildSaRekeyed)
+    _pairs_agree(pair)
+
+
+def test_child_rekey_collision_leaves_one_sa() -> None:
+    pair = Pair(*psk_configs())
+    sa_a = pair.connect()
+    sa_b = _only_sa(pair.b)
+    (spi_a,) = sa_a.children
+    (spi_b,) = sa_b.children
+    sa_a.rekey_child(spi_a, pair.now)
+    sa_b.rekey_child(spi_b, pair.now)
+    pair.a.dispatcher.after_command(sa_a, pair.now)
+    pair.b.dispatcher.after_command(sa_b, pair.now)
+    pair.pump()
+    assert len(sa_a.children) == 1 and len(sa_b.children) == 1
+    _pairs_agree(pair)
+    # each side saw two new SAs; the redundant one and the old one were deleted on both
+    for ep in (pair.a, pair.b):
+        assert len(ep.of_type(ChildSaRekeyed)) == 2
+        assert len(ep.of_type(ChildSaDeleted)) == 2
+
+
+def test_ike_rekey_moves_children_and_deletes_old() -> None:
+    pair = Pair(*psk_configs())
+    sa = pair.connect()
+    old_id = sa.id
+    children = set(sa.children)
+    sa.rekey(pair.now)
+    pair.a.dispatcher.after_command(sa, pair.now)
+    pair.pump()
+    for ep in (pair.a, pair.b):
+        (rekeyed,) = ep.of_type(IkeSaRekeyed)
+        assert rekeyed.ike_sa == old_id
+        (deleted,) = ep.of_type(IkeSaDeleted)
+        assert deleted.ike_sa == old_id
+        assert not ep.of_type(ChildSaDeleted)  # children moved, not deleted
+    _pairs_agree(pair)
+    new = _only_sa(pair.a)
+    assert set(new.children) == children and new.id != old_id
+    assert new.keys != sa.keys
+    # the new IKE SA works: rekey a CHILD SA through it
+    new.rekey_child(next(iter(children)), pair.now)
+    pair.a.dispatcher.after_command(new, pair.now)
+    pair.pump()
+    assert len(pair.b.of_type(ChildSaRekeyed)) == 1
+    _pairs_agree(pair)
+
+
+def test_ike_rekey_by_responder_and_on_timer() -> None:
+    pair = Pair(*psk_configs())
+    pair.connect()
+    sa_b = _only_sa(pair.b)
+    sa_b.rekey(pair.now)
+    pair.b.dispatcher.after_command(sa_b, pair.now)
+    pair.pump()
+    _pairs_agree(pair)
+    assert _only_sa(pair.b).is_initiator  # the rekey's initiator is the new SA's initiator
+    pair.advance(pair.config_a.timers.ike_rekey + 10, step=300)
+    assert len(pair.a.of_type(IkeSaRekeyed)) >= 2
+    _pairs_agree(pair)
+
+
+def test_ike_rekey_collision_leaves_one_sa_with_the_children() -> None:
+    pair = Pair(*psk_configs())
+    sa_a = pair.connect()
+    sa_b = _only_sa(pair.b)
+    children = set(sa_a.children)
+    sa_a.rekey(pair.now)
+    sa_b.rekey(pair.now)
+    pair.a.dispatcher.after_command(sa_a, pair.now)
+    pair.b.dispatcher.after_command(sa_b, pair.now)
+    pair.pump()
+    _pairs_agree(pair)
+    assert set(_only_sa(pair.a).children) == children
+    for ep in (pair.a, pair.b):
+        assert not ep.of_type(ChildSaDeleted)
+        assert len(ep.of_type(IkeSaDeleted)) == 2  # the old SA and the redundant new one
+        assert len(ep.dispatcher.sas) == 1
+    assert len(pair.a.of_type(ChildSaEstablished)) == 1
