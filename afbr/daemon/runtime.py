@@ -27,7 +27,12 @@ from typing import Any, Protocol
 
 from afbr import __version__
 from afbr.bgp.control_plane import BgpControlPlane
-from afbr.bgp.exabgp_config import exabgp_argv, exabgp_environment, write_exabgp_config
+from afbr.bgp.exabgp_config import (
+    exabgp_argv,
+    exabgp_environment,
+    render_exabgp_config,
+    write_private_file,
+)
 from afbr.bgp.keyfile import KeyRing, load_key_file
 from afbr.bgp.session_config import BgpSessionConfig
 from afbr.config import AfbrConfig, load_config
@@ -76,6 +81,7 @@ class AfbrDaemon:
         self._sync_handle: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
+        self._exabgp_text = ""
         self._lock = InstanceLock(self.config.state_dir / "afbr.lock")
 
     # -- life cycle ----------------------------------------------------------------------
@@ -116,15 +122,19 @@ class AfbrDaemon:
             self._lock.release()
         return 0
 
-    def _start_exabgp(self) -> Supervisor:
-        session = self._session_config(self.config)
-        keys = self._bgp_keys(self.config)
+    def _render_exabgp(self, config: AfbrConfig) -> str:
+        """ExaBGP's config text for `config` (holds keys: never logged)."""
         bridge_argv = [sys.executable, "-m", "afbr.daemon.exabgp_bridge", str(self.bridge_path)]
-        conf = write_exabgp_config(self.runtime_dir / "exabgp", session, keys, bridge_argv)
+        session = self._session_config(config)
+        return render_exabgp_config(session, self._bgp_keys(config), bridge_argv)
+
+    def _start_exabgp(self) -> Supervisor:
+        self._exabgp_text = self._render_exabgp(self.config)
+        conf = write_private_file(self.runtime_dir / "exabgp", "exabgp.conf", self._exabgp_text)
         supervisor = Supervisor(
             "exabgp",
             exabgp_argv(self.exabgp, conf),
-            env=exabgp_environment(session),
+            env=exabgp_environment(self._session_config(self.config)),
             backoff=Backoff(first=1.0, ceiling=30.0),
             on_start=self._watch_exabgp_output,
         )
@@ -147,11 +157,17 @@ class AfbrDaemon:
         except Exception as exc:  # a broken file must not take the running daemon down
             log.error("reload refused, keeping the running config: %s", exc)
             return
-        old, self.config = self.config, new
+        try:
+            exabgp_text = self._render_exabgp(new)
+        except Exception as exc:  # e.g. an unreadable or unsafe key file
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        self.config = new
         commands = self.control_plane.update_config(self._session_config(new))
         await self._send(commands)
-        if old.bgp != new.bgp:
-            log.warning("BGP neighbor changes take effect when ExaBGP restarts; restarting it")
+        if exabgp_text != self._exabgp_text:
+            # Neighbors, timers or TCP-MD5 keys changed: ExaBGP takes them on a restart.
+            log.warning("BGP session settings changed; restarting ExaBGP to apply them")
             if self.supervisor is not None:
                 await self.supervisor.stop()
             self.supervisor = self._start_exabgp()

@@ -130,6 +130,14 @@ def test_two_daemons_learn_each_other_through_gobgp(lab: Lab, tmp_path: Path) ->
     wait_for(lambda: any(r["prefix"] == "203.0.113.0/24" for r in query(b, dirs["b"], "routes")))
     assert query(a, dirs["a"], "status")["exabgp"]["restarts"] == 0
 
+    # A broken file on SIGHUP is refused and the running config kept.
+    good = config.read_text()
+    config.write_text(good.replace("asn: 65000", "asn: -5"))
+    procs["a"].send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in (dirs["a"] / "afbr.log").read_text())
+    assert query(a, dirs["a"], "status")["neighbors"][0]["state"] == "up"
+    config.write_text(good)
+
     # SIGTERM: A stops (and its ExaBGP); B loses A's routes once the session is gone.
     a.stop(procs["a"])
     assert procs["a"].returncode == 0, (dirs["a"] / "afbr.log").read_text()[-2000:]
