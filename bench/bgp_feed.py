@@ -50,6 +50,7 @@ AFBRS = 100
 ASN = 65000
 KEY = "bench-md5-key"
 ADDR = {6: ("2001:db8:ffff::1", "2001:db8:ffff::2"), 4: ("192.0.2.1", "192.0.2.2")}  # afbr, speaker
+FEEDS = {"packed": 500, "single": 1}  # prefixes per UPDATE at most
 IPV4_GRE = 0x0800  # EtherType IPv4, the Protocol Type sub-TLV of the client packets
 
 
@@ -265,7 +266,7 @@ def rss_mb(pid: int) -> float | None:
 
 
 def measure(args: argparse.Namespace) -> dict[str, object]:
-    feeds = {"packed": 500, "single": 1}
+    feeds = {name: size for name, size in FEEDS.items() if args.feed in (name, "both")}
     results: dict[str, dict[str, list[RunResult]]] = {
         feed: {"bare": [], "afbr": []} for feed in feeds
     }
@@ -349,6 +350,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prefixes", type=int, default=100_000)
     parser.add_argument("--core", type=int, choices=(4, 6), default=6)
+    parser.add_argument("--feed", choices=(*FEEDS, "both"), default="both")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--bare-only", action="store_true", help="skip afbr (baseline only)")
     parser.add_argument(

@@ -9,6 +9,7 @@ the daemon drive it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -92,6 +93,25 @@ class BgpControlPlane:
             if view is None:
                 view = described[path] = describe_path(path)
             prefixes[prefix] = view
+        return {**self._summary(now), "prefixes": prefixes}
+
+    def snapshot_json(self, now: float) -> str:
+        """`snapshot(now)` as compact JSON text, each distinct path serialised once.
+
+        Prefixes are safe to place in quotes as they are: the parser admits only
+        `[0-9A-Fa-f.:]+/n` (see exabgp_api).
+        """
+        fragments: dict[RibPath, str] = {}
+        parts = []
+        for prefix, path in self.rib.best_paths():
+            fragment = fragments.get(path)
+            if fragment is None:
+                fragment = fragments[path] = json.dumps(describe_path(path), separators=(",", ":"))
+            parts.append(f'"{prefix}":{fragment}')
+        summary = json.dumps(self._summary(now), separators=(",", ":"))
+        return f'{summary[:-1]},"prefixes":{{{",".join(parts)}}}}}'
+
+    def _summary(self, now: float) -> dict[str, Any]:
         return {
             "format": SNAPSHOT_FORMAT,
             "time": now,
@@ -110,7 +130,6 @@ class BgpControlPlane:
             "advertised": {
                 f"ipv{v}": sorted(a.prefixes) for v, a in sorted(self.advertised.items())
             },
-            "prefixes": prefixes,
         }
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ _ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLET
 _SEGMENTS = {"as-sequence": AsPathSegmentType.AS_SEQUENCE, "as-set": AsPathSegmentType.AS_SET}
 _CACHE_LIMIT = 65536  # interning tables are cleared past this (dedup is an optimisation only)
 _MAX_U32 = 0xFFFFFFFF
+# The shape of a prefix as ExaBGP prints it; the address itself is ExaBGP's to check.
+_PREFIX_TEXT = r"[0-9A-Fa-f.:]{2,45}/[0-9]{1,3}"
+_PREFIX = re.compile(_PREFIX_TEXT)
+_PREFIX_LIST = re.compile(rf"{_PREFIX_TEXT}(?: {_PREFIX_TEXT})*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +80,17 @@ class CommandAck:
 ParsedLine = list[ApiEvent | CommandAck]
 
 
+_MISSING = object()
+_DECODER = json.JSONDecoder()
+
+
 def _field(obj: Mapping[str, Any], key: str, kind: type) -> Any:
     """obj[key], checked to be of `kind`; a specific error when it is missing or not."""
-    try:
-        value = obj[key]
-    except KeyError:
-        raise ExabgpApiError(ApiErrorReason.MISSING_FIELD, f"no {key!r}") from None
+    value = obj.get(key, _MISSING)
+    if type(value) is kind:  # the common case, first (json gives exact types)
+        return value
+    if value is _MISSING:
+        raise ExabgpApiError(ApiErrorReason.MISSING_FIELD, f"no {key!r}")
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ExabgpApiError(ApiErrorReason.BAD_FIELD, f"{key!r} is not a {kind.__name__}")
     return value
@@ -109,7 +119,7 @@ class ExabgpApiParser:
         self._addresses: dict[str, IPAddress] = {}
         # The attribute object's JSON text -> its PathAttributes: the routes of one AFBR share
         # their attributes, so most UPDATEs skip attribute decoding altogether.
-        self._attributes_by_text: dict[str | bytes, PathAttributes] = {}
+        self._attributes_by_text: dict[str, PathAttributes] = {}
 
     def feed(self, line: str | bytes) -> ParsedLine:
         try:
@@ -121,16 +131,19 @@ class ExabgpApiParser:
 
     def parse_line(self, line: str | bytes) -> ParsedLine:
         """Events of one line; raises ExabgpApiError when the line has an unexpected shape."""
-        text = line.strip()
-        if text in ("done", b"done"):
+        try:
+            text = (line.decode() if isinstance(line, bytes) else line).strip()
+        except UnicodeDecodeError:
+            raise ExabgpApiError(ApiErrorReason.INVALID_JSON, "not UTF-8") from None
+        if text == "done":
             return [CommandAck(ok=True)]
-        if text in ("error", b"error"):
+        if text == "error":
             return [CommandAck(ok=False)]
         if not text:
             return []
         try:
-            message = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8
+            message = _DECODER.decode(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError
             raise ExabgpApiError(ApiErrorReason.INVALID_JSON, str(exc)[:120]) from None
         if not isinstance(message, dict):
             raise ExabgpApiError(ApiErrorReason.NOT_AN_OBJECT, type(message).__name__)
@@ -192,7 +205,7 @@ class ExabgpApiParser:
             return None
         return afi
 
-    def _update(self, message: Mapping[str, Any], attribute_text: str | bytes | None) -> ParsedLine:
+    def _update(self, message: Mapping[str, Any], attribute_text: str | None) -> ParsedLine:
         neighbor, peer = self._neighbor(message)
         body = _field(neighbor, "message", dict)
         if "eor" in body:
@@ -281,19 +294,15 @@ class ExabgpApiParser:
         return value
 
 
-def _attribute_text(text: str | bytes) -> str | bytes | None:
+def _attribute_text(text: str) -> str | None:
     """The text of an update's `"attribute": {...}` object, as a cache key, or None.
 
     ExaBGP writes the attribute object right before `"announce"`; header fields before it hold
     no quotes of their own, so the first `"attribute": {` is the update's.  The slice holds
     the whole object, so equal slices mean equal attributes.
     """
-    if isinstance(text, bytes):
-        start = text.find(b'"attribute": {')
-        end = text.find(b'"announce": {', start)
-    else:
-        start = text.find('"attribute": {')
-        end = text.find('"announce": {', start)
+    start = text.find('"attribute": {')
+    end = text.find('"announce": {', start)
     if start < 0 or end < 0:
         return None
     return text[start:end]
@@ -306,9 +315,15 @@ def _prefixes(nlris: object) -> tuple[str, ...]:
         prefixes = tuple([n["nlri"] for n in nlris])
     except (TypeError, KeyError):
         raise ExabgpApiError(ApiErrorReason.BAD_FIELD, "nlri entry") from None
-    for prefix in prefixes:
-        if not isinstance(prefix, str) or "/" not in prefix:
-            raise ExabgpApiError(ApiErrorReason.BAD_FIELD, f"nlri {str(prefix)[:60]!r}")
+    if not prefixes:
+        return prefixes
+    try:
+        joined = " ".join(prefixes)  # one regex pass over all of them: cheap per prefix
+    except TypeError:
+        raise ExabgpApiError(ApiErrorReason.BAD_FIELD, "nlri is not a string") from None
+    if _PREFIX_LIST.fullmatch(joined) is None:
+        bad = next(p for p in prefixes if _PREFIX.fullmatch(p) is None)
+        raise ExabgpApiError(ApiErrorReason.BAD_FIELD, f"nlri {bad[:60]!r}")
     return prefixes
 
 

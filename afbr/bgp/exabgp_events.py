@@ -70,9 +70,17 @@ class PathAttributes:
     tunnel_encap: bytes | None = None
     tunnel_encap_flags: int | None = None  # the attribute flags as ExaBGP reported them
     as_path_length: int = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "as_path_length", sum(s.path_length for s in self.as_path))
+        # Hashed once: the RIB looks paths up by their attributes on every UPDATE.
+        fields = (self.origin, self.as_path, self.local_pref, self.med, self.originator_id)
+        fields += (self.cluster_list, self.tunnel_encap, self.tunnel_encap_flags)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __repr__(self) -> str:
         encap = "none" if self.tunnel_encap is None else f"{len(self.tunnel_encap)} bytes"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import select
@@ -60,12 +59,12 @@ def load_session_config(path: str, authenticator: bytes | None) -> BgpSessionCon
     return BgpSessionConfig.from_afbr_config(load_config(path), authenticator)
 
 
-def write_dump(path: Path, snapshot: dict[str, object]) -> None:
+def write_dump(path: Path, text: str) -> None:
     """Write the snapshot atomically: readers see the old file or the new one."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(snapshot, handle, separators=(",", ":"))
+            handle.write(text)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
@@ -93,6 +92,7 @@ class PluginLoop:
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.out = bytearray()
+        self.pending = b""  # a partial line read so far
         self.dirty = True  # write a first (empty) dump promptly
         self.next_dump = 0.0
         self.stop = False
@@ -110,14 +110,13 @@ class PluginLoop:
 
     def dump(self) -> None:
         started = time.monotonic()
-        write_dump(self.dump_path, self.control.snapshot(time.time()))
+        write_dump(self.dump_path, self.control.snapshot_json(time.time()))
         cost = time.monotonic() - started
         self.dirty = False
         # At most one dump per interval, and dumps never take more than ~10% of the time.
         self.next_dump = time.monotonic() + max(self.dump_interval, 10 * cost)
 
     def run(self) -> None:
-        pending = b""
         while not self.stop:
             if self.reload_requested:
                 self.reload_requested = False
@@ -137,26 +136,31 @@ class PluginLoop:
             if self.wakeup_read in readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wakeup_read, 512)
-                continue
             if writable:
                 self._flush()
-            if self.stdin_fd in readable:
-                data = os.read(self.stdin_fd, _READ_SIZE)
-                if not data:
-                    break  # ExaBGP closed our stdin: it is going away
-                lines = (pending + data).split(b"\n")
-                pending = lines.pop()
-                generation = self.control.generation
-                for line in lines:
-                    self.queue(self.control.feed_line(line))
-                if generation != self.control.generation:
-                    self.dirty = True
-                if self.control.shutdown:
-                    break
+            if self.stdin_fd in readable and not self._read_input():
+                break  # ExaBGP closed our stdin, or said it is shutting down
             if self.dirty and time.monotonic() >= self.next_dump:
                 self.dump()
+        # Stopped by a signal: what ExaBGP already wrote still counts for the last dump.
+        while select.select([self.stdin_fd], [], [], 0)[0] and self._read_input():
+            pass
         self._drain()
         self.dump()
+
+    def _read_input(self) -> bool:
+        """Read and process what stdin holds; False at end of input or ExaBGP's shutdown."""
+        data = os.read(self.stdin_fd, _READ_SIZE)
+        if not data:
+            return False
+        lines = (self.pending + data).split(b"\n")
+        self.pending = lines.pop()
+        generation = self.control.generation
+        for line in lines:
+            self.queue(self.control.feed_line(line))
+        if generation != self.control.generation:
+            self.dirty = True
+        return not self.control.shutdown
 
     def _flush(self) -> None:
         try:

@@ -29,6 +29,7 @@ from afbr.dataplane.rtnl_wire import RouteKey, attr
 from afbr.encap.model import L2TP_KINDS, DesiredState, EncapKind, TunnelSpec
 
 ALIAS_PREFIX = "afbr:"
+L2TP_LINK_KIND = ""  # l2tpeth devices have no rtnl_link_ops, so no IFLA_INFO_KIND
 L2TP_TUNNEL_ID_BASE = 0xAF000000
 L2TP_ETH_ADDRESS = bytes.fromhex("02afb7000001")  # locally administered, unicast
 TUNNEL_TTL = 64
@@ -63,7 +64,7 @@ class LinkPlan:
     """One device afbr wants, as created and as configured afterwards."""
 
     name: str
-    kind: str  # rtnetlink link kind ("l2tp" for an l2tpeth device)
+    kind: str  # rtnetlink link kind (L2TP_LINK_KIND for an l2tpeth device)
     info_data: bytes
     mtu: int
     alias: str
@@ -89,7 +90,8 @@ def kernel_plan(desired: DesiredState) -> KernelPlan:
 def link_plan(tunnel: TunnelSpec) -> LinkPlan:
     if tunnel.kind in L2TP_KINDS:
         l2tp = _l2tp_plan(tunnel)
-        return LinkPlan(tunnel.name, "l2tp", b"", tunnel.mtu, _alias("l2tp", repr(l2tp)), l2tp)
+        alias = _alias("l2tp", repr(l2tp))
+        return LinkPlan(tunnel.name, L2TP_LINK_KIND, b"", tunnel.mtu, alias, l2tp)
     kind, data = _tunnel_info(tunnel)
     return LinkPlan(tunnel.name, kind, data, tunnel.mtu, _alias(kind, data.hex()))
 

@@ -33,6 +33,7 @@ class NftFilter:
         self.netns = netns
         self._known: tuple[frozenset[str], frozenset[str]] | None = None
         self._applied: str | None = None
+        self.named_counters = True  # False once the kernel turns out to lack nft_objref
 
     def _nft(
         self, args: Sequence[str], script: str | None = None
@@ -67,19 +68,26 @@ class NftFilter:
         """Bring the table in step with `filters`; False when it already was (nothing run)."""
         if self._known is None:
             self._known = self.existing()
-        script = render_ruleset(filters, *self._known)
+        script = render_ruleset(filters, *self._known, named_counters=self.named_counters)
         if script == self._applied:
             return False
         proc = self._nft(["-f", "-"], script)
+        if proc.returncode != 0 and self.named_counters and _lacks_objref(proc.stderr):
+            self.named_counters = False
+            script = render_ruleset(filters, *self._known, named_counters=False)
+            proc = self._nft(["-f", "-"], script)
         if proc.returncode != 0:
             self._known = None  # re-read next time: the transaction changed nothing
             raise NftError(f"nft -f: {proc.stderr.strip()}")
-        self._applied = script
         self._known = _declared(script)
+        # What the next render gives when nothing changed (no objects left to delete).
+        self._applied = render_ruleset(filters, *self._known, named_counters=self.named_counters)
         return True
 
     def counters(self) -> dict[str, CounterValue]:
-        """afbr's named counters by name."""
+        """afbr's counters by name (named objects, or inline ones by their rule's comment)."""
+        if not self.named_counters:
+            return self._inline_counters()
         proc = self._nft(["-j", "list", "counters", "table", FAMILY, TABLE])
         if proc.returncode != 0:
             raise NftError(f"nft list counters: {proc.stderr.strip()}")
@@ -92,10 +100,38 @@ class NftFilter:
                     found[str(counter["name"])] = CounterValue(packets, size)
         return found
 
+    def _inline_counters(self) -> dict[str, CounterValue]:
+        proc = self._nft(["-j", "list", "table", FAMILY, TABLE])
+        if proc.returncode != 0:
+            raise NftError(f"nft list table: {proc.stderr.strip()}")
+        found: dict[str, CounterValue] = {}
+        for item in _items(proc.stdout):
+            rule = item.get("rule")
+            if not isinstance(rule, dict) or not isinstance(rule.get("comment"), str):
+                continue
+            name = str(rule["comment"])
+            total = found.get(name, CounterValue(0, 0))
+            for expr in rule.get("expr", ()):  # type: ignore[attr-defined]
+                counter = expr.get("counter") if isinstance(expr, dict) else None
+                if isinstance(counter, dict):
+                    total = CounterValue(
+                        total.packets + int(counter.get("packets", 0)),
+                        total.bytes + int(counter.get("bytes", 0)),
+                    )
+            found[name] = total
+        return found
+
     def remove(self) -> None:
         """Delete afbr's table (when the daemon is told to clean up)."""
         self._nft(["-f", "-"], f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
         self._known, self._applied = None, None
+
+
+def _lacks_objref(stderr: str) -> bool:
+    """nft's complaint when the kernel cannot reference a named counter from a rule."""
+    return "Could not process rule: No such file or directory" in stderr and (
+        "counter name" in stderr
+    )
 
 
 def _items(text: str) -> list[dict[str, dict[str, object]]]:

@@ -10,7 +10,10 @@ RFC 5619 §4 access control: tunnel protocols (IP-in-IP 4, IPv6 41, GRE 47, ESP 
 The script replaces the table's contents in one `nft -f` transaction: it creates the table
 if missing, flushes every chain, deletes the chains and counters of tunnels that are gone
 (their names are read from the kernel by the adapter) and declares the rest.  Counters that
-stay are declared again, which keeps their values.
+stay are declared again, which keeps their values.  A kernel without nft_objref
+(CONFIG_NFT_OBJREF) cannot reference named counters from rules: there the drops count in
+inline counters named by their rule's comment, which restart from zero when the table is
+rewritten.
 """
 
 from __future__ import annotations
@@ -38,8 +41,18 @@ def decap_chain(tunnel: str) -> str:
     return DECAP_CHAIN_PREFIX + tunnel
 
 
+def drop_counted(counter: str, *, named: bool) -> str:
+    """A counted drop: into the named counter object, or (kernels without nft_objref) an
+    inline counter whose rule carries the name as its comment."""
+    return f'counter name "{counter}" drop' if named else f'counter drop comment "{counter}"'
+
+
 def render_ruleset(
-    filters: FilterSpec, existing_chains: Iterable[str] = (), existing_counters: Iterable[str] = ()
+    filters: FilterSpec,
+    existing_chains: Iterable[str] = (),
+    existing_counters: Iterable[str] = (),
+    *,
+    named_counters: bool = True,
 ) -> str:
     """The `nft -f` script for `filters`, deleting the listed objects that are no longer used."""
     tunnels = [name for name, _ in filters.tunnel_sources]
@@ -48,6 +61,8 @@ def render_ruleset(
         UNKNOWN_ENDPOINT_COUNTER,
         UNKNOWN_BGP_COUNTER,
     }
+    if not named_counters:
+        counters = set()
     lines = [f"add table {FAMILY} {TABLE}", f"flush table {FAMILY} {TABLE}"]
     lines += [f"delete chain {FAMILY} {TABLE} {c}" for c in sorted(set(existing_chains) - chains)]
     lines += [
@@ -56,15 +71,15 @@ def render_ruleset(
     lines.append(f"table {FAMILY} {TABLE} {{")
     lines += [f"\tcounter {c} {{ }}" for c in sorted(counters)]
     for tunnel, prefixes in filters.tunnel_sources:
-        lines += _decap_chain(tunnel, prefixes)
+        lines += _decap_chain(tunnel, prefixes, named_counters)
     lines += _prerouting(tunnels)
-    lines += _input(filters)
+    lines += _input(filters, named_counters)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _decap_chain(tunnel: str, prefixes: tuple[IPNetwork, ...]) -> list[str]:
-    counter = f'counter name "{spoof_counter(tunnel)}" drop'
+def _decap_chain(tunnel: str, prefixes: tuple[IPNetwork, ...], named: bool) -> list[str]:
+    counter = drop_counted(spoof_counter(tunnel), named=named)
     rules = [f"\tchain {decap_chain(tunnel)} {{"]
     for version, match in ((4, "ip saddr"), (6, "ip6 saddr")):
         family = f"meta nfproto ipv{version}"
@@ -86,15 +101,15 @@ def _prerouting(tunnels: list[str]) -> list[str]:
     return rules
 
 
-def _input(filters: FilterSpec) -> list[str]:
+def _input(filters: FilterSpec, named: bool) -> list[str]:
     rules = ["\tchain input {", "\t\ttype filter hook input priority filter; policy accept;"]
     udp = sorted({*IKE_PORTS, *filters.l2tp_udp_ports})
     for version, match in ((4, "ip saddr"), (6, "ip6 saddr")):
         family = f"meta nfproto ipv{version}"
         endpoints = _only(filters.afbr_endpoints, version)
         neighbors = _only(filters.bgp_neighbors, version)
-        tunnel_drop = f'counter name "{UNKNOWN_ENDPOINT_COUNTER}" drop'
-        bgp_drop = f'counter name "{UNKNOWN_BGP_COUNTER}" drop'
+        tunnel_drop = drop_counted(UNKNOWN_ENDPOINT_COUNTER, named=named)
+        bgp_drop = drop_counted(UNKNOWN_BGP_COUNTER, named=named)
         source = f"{match} != {_set(endpoints)} " if endpoints else ""
         peers = f"{match} != {_set(neighbors)} " if neighbors else ""
         protocols = _set(str(p) for p in TUNNEL_PROTOCOLS)

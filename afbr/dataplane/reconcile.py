@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from afbr.dataplane.kernel_plan import L2TP_ETH_ADDRESS, KernelPlan, LinkPlan
+from afbr.dataplane.kernel_plan import L2TP_ETH_ADDRESS, L2TP_LINK_KIND, KernelPlan, LinkPlan
 from afbr.dataplane.rtnl_wire import IFF_NOARP, IFF_UP, LinkInfo, RouteKey
 
 
@@ -93,7 +93,7 @@ def _removals(
         gone.add(name)
         if want is not None:
             recreated.add(name)
-        if have.kind != "l2tp":
+        if have.kind != L2TP_LINK_KIND:  # an l2tpeth device goes with its L2TP tunnel
             actions.append(DeleteLink(name, have.index))
     # Includes a tunnel left without its device (a crash between tunnel and session).
     for tunnel_id in sorted(observed.l2tp_tunnels - keep_tunnels):

@@ -6,6 +6,9 @@ import struct
 
 from afbr.ipsec.ike_errors import IkeDecodeError, IkeTruncatedError
 
+_UINT16 = struct.Struct("!H")
+_UINT32 = struct.Struct("!I")
+
 
 class IkeBuffer:
     """Reads from `data` (or writes to an empty buffer); every read checks the length first."""
@@ -38,14 +41,26 @@ class IkeBuffer:
         return self.pull_bytes(self.remaining())
 
     def pull_uint8(self) -> int:
-        return self.pull_bytes(1)[0]
+        pos = self._pos
+        if pos >= len(self._data):
+            raise IkeTruncatedError("truncated: need 1 byte, have 0")
+        self._pos = pos + 1
+        return self._data[pos]
 
     def pull_uint16(self) -> int:
-        value: int = struct.unpack("!H", self.pull_bytes(2))[0]
+        pos = self._pos
+        if pos + 2 > len(self._data):
+            raise IkeTruncatedError(f"truncated: need 2 bytes, have {self.remaining()}")
+        self._pos = pos + 2
+        value: int = _UINT16.unpack_from(self._data, pos)[0]
         return value
 
     def pull_uint32(self) -> int:
-        value: int = struct.unpack("!I", self.pull_bytes(4))[0]
+        pos = self._pos
+        if pos + 4 > len(self._data):
+            raise IkeTruncatedError(f"truncated: need 4 bytes, have {self.remaining()}")
+        self._pos = pos + 4
+        value: int = _UINT32.unpack_from(self._data, pos)[0]
         return value
 
     def pull_uint64(self) -> int:
@@ -68,10 +83,10 @@ class IkeBuffer:
         self._out.append(value & 0xFF)
 
     def push_uint16(self, value: int) -> None:
-        self._out += struct.pack("!H", value & 0xFFFF)
+        self._out += _UINT16.pack(value & 0xFFFF)
 
     def push_uint32(self, value: int) -> None:
-        self._out += struct.pack("!I", value & 0xFFFFFFFF)
+        self._out += _UINT32.pack(value & 0xFFFFFFFF)
 
     def push_uint64(self, value: int) -> None:
         self._out += struct.pack("!Q", value & 0xFFFFFFFFFFFFFFFF)

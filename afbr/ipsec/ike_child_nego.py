@@ -8,10 +8,12 @@ from afbr.ipsec.ike_child import ChildSa, check_narrowed, narrow
 from afbr.ipsec.ike_config import IpsecMode
 from afbr.ipsec.ike_constants import NotifyType, PayloadType, ProtocolId
 from afbr.ipsec.ike_crypto import derive_child_keys
+from afbr.ipsec.ike_dh import DhKeyPair, shared_secret
 from afbr.ipsec.ike_errors import IkeError
 from afbr.ipsec.ike_events import ChildSaEstablished, ChildSaParams
 from afbr.ipsec.ike_payloads import (
     IkeMessage,
+    KePayload,
     NotifyPayload,
     Payload,
     SaPayload,
@@ -20,6 +22,11 @@ from afbr.ipsec.ike_payloads import (
 )
 from afbr.ipsec.ike_proposals import (
     AlgorithmSuite,
+    DhGroup,
+    EncrId,
+    Proposal,
+    Transform,
+    TransformType,
     build_proposals,
     select_proposal,
     suite_of_reply,
@@ -37,19 +44,43 @@ def new_child_spi(sa: IkeSa) -> int:
             return spi
 
 
+def offered_suites(
+    sa: IkeSa, pfs_group: DhGroup | None, rekeying: AlgorithmSuite | None = None
+) -> tuple[AlgorithmSuite, ...]:
+    """What a CHILD SA request offers.  A rekey offers the old SA's algorithms first and never
+    falls back from encryption to integrity-only ESP (no downgrade by rekeying)."""
+    suites = sa.config.esp_proposals
+    if rekeying is not None:
+        old = rekeying.with_dh(DhGroup.NONE)
+        null = old.encryption == EncrId.ENCR_NULL
+        suites = (
+            old,
+            *(s for s in suites if s != old and (s.encryption == EncrId.ENCR_NULL) == null),
+        )
+    if pfs_group is not None:
+        suites = tuple(s.with_dh(pfs_group) for s in suites)
+    return suites
+
+
 def child_offer(
     sa: IkeSa,
     spi: int,
-    pfs: bool = False,
+    suites: tuple[AlgorithmSuite, ...],
     selectors: tuple[tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]] | None = None,
+    pfs_optional: bool = False,
 ) -> tuple[Payload, ...]:
-    """SA, TSi, TSr [, USE_TRANSPORT_MODE] for a CHILD SA request."""
+    """SA, TSi, TSr [, USE_TRANSPORT_MODE] for a CHILD SA request.  With `pfs_optional` each
+    proposal also lists DH group NONE: the responder may take our KE or leave it."""
     local_ts, remote_ts = selectors or (sa.config.local_ts, sa.config.remote_ts)
-    suites = sa.config.esp_proposals
-    if pfs and sa.config.child_pfs_group is not None:
-        suites = tuple(s.with_dh(sa.config.child_pfs_group) for s in suites)
+    proposals = build_proposals(suites, ProtocolId.ESP, spi.to_bytes(4, "big"))
+    if pfs_optional:
+        no_dh = Transform(TransformType.DH, DhGroup.NONE)
+        proposals = tuple(
+            Proposal(p.number, p.protocol, p.spi, (*p.transforms[:-1], no_dh, p.transforms[-1]))
+            for p in proposals
+        )
     payloads: list[Payload] = [
-        SaPayload(build_proposals(suites, ProtocolId.ESP, spi.to_bytes(4, "big"))),
+        SaPayload(proposals),
         TsPayload(PayloadType.TSI, local_ts),
         TsPayload(PayloadType.TSR, remote_ts),
     ]
@@ -121,9 +152,9 @@ def respond_child(
     sa_payload, ts_i, ts_r = _child_parts(message)
     mode = _mode_of(sa, message)
     dh_group = None
-    if shared:
-        ke = message.first(PayloadType.KE)
-        dh_group = getattr(ke, "group", None)
+    ke = message.first(PayloadType.KE)
+    if shared and isinstance(ke, KePayload) and ke.group in set(DhGroup):
+        dh_group = DhGroup(ke.group)
     proposal, suite = select_proposal(
         sa_payload.proposals, sa.config.esp_proposals, ProtocolId.ESP, dh_group
     )
@@ -163,19 +194,25 @@ def accept_child(
     our_spi: int,
     *,
     nonces: tuple[bytes, bytes],
-    shared: bytes,
+    dh: DhKeyPair | None,
     now: float,
+    suites: tuple[AlgorithmSuite, ...] | None = None,
 ) -> ChildSa:
-    """Initiator: check the responder's choice and derive keys."""
+    """Initiator: check the responder's choice (among `suites`, what we offered) and derive
+    keys."""
     error = message.error_notify()
     if error is not None:
         raise IkeError(f"CHILD SA refused: notify {error.notify_type}", _known(error.notify_type))
     sa_payload, ts_i, ts_r = _child_parts(message)
     mode = _mode_of(sa, message)
-    suites = sa.config.esp_proposals
-    if shared and sa.config.child_pfs_group is not None:
-        suites = tuple(s.with_dh(sa.config.child_pfs_group) for s in suites)
-    proposal, suite = suite_of_reply(sa_payload.proposals, suites, ProtocolId.ESP)
+    offered = suites if suites is not None else sa.config.esp_proposals
+    proposal, suite = suite_of_reply(sa_payload.proposals, offered, ProtocolId.ESP)
+    shared = b""
+    if suite.dh_group != DhGroup.NONE:  # the responder took our KE (RFC 7296 §1.3.1)
+        ke = message.first(PayloadType.KE)
+        if dh is None or not isinstance(ke, KePayload) or ke.group != dh.group:
+            raise IkeError("PFS chosen without a matching KE", NotifyType.INVALID_SYNTAX)
+        shared = shared_secret(dh, ke.data)
     if len(proposal.spi) != 4:
         raise IkeError("ESP SPI of wrong size", NotifyType.INVALID_SYNTAX)
     local_ts = check_narrowed(ts_i.selectors, sa.config.local_ts)

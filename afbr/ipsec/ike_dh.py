@@ -5,6 +5,7 @@ Private values come from the caller's random source so exchanges replay determin
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,33 @@ MODP_2048_PRIME = int(
     16,
 )
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+try:  # OpenSSL's modular exponentiation, 2-3x faster than Python's pow for group 14
+    from cryptography.hazmat.primitives.asymmetric import dh as _ffdh
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # `cryptography` deprecates finite-field DH
+        _MODP_NUMBERS: _ffdh.DHParameterNumbers | None = _ffdh.DHParameterNumbers(
+            MODP_2048_PRIME, 2
+        )
+except ImportError:  # pragma: no cover - a future `cryptography` without it
+    _MODP_NUMBERS = None
+
+
+def modp_power(base: int, exponent: int) -> int:
+    """base ** exponent mod the group 14 prime (OpenSSL when `cryptography` still has FFDH)."""
+    if _MODP_NUMBERS is not None:
+        numbers = _MODP_NUMBERS
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                private = _ffdh.DHPrivateNumbers(exponent, _ffdh.DHPublicNumbers(2, numbers))
+                peer = _ffdh.DHPublicNumbers(base, numbers).public_key()
+                return int.from_bytes(private.private_key().exchange(peer), "big")
+        except (ValueError, TypeError, AttributeError):
+            pass  # fall back to Python below
+    return pow(base, exponent, MODP_2048_PRIME)
+
+
 PUBLIC_VALUE_LENGTH = {DhGroup.MODP_2048: 256, DhGroup.ECP_256: 64, DhGroup.CURVE25519: 32}
 SHARED_SECRET_LENGTH = {DhGroup.MODP_2048: 256, DhGroup.ECP_256: 32, DhGroup.CURVE25519: 32}
 
@@ -55,7 +83,7 @@ def generate_keypair(group: DhGroup, random: RandomSource) -> DhKeyPair:
         # 256-bit exponent: twice the group's ~112-bit strength (RFC 3526 §8, NIST SP 800-57);
         # plain modular arithmetic, since `cryptography` deprecates finite-field DH
         exponent = int.from_bytes(random(32), "big") | (1 << 255)
-        public = pow(2, exponent, MODP_2048_PRIME)
+        public = modp_power(2, exponent)
         return DhKeyPair(group, public.to_bytes(256, "big"), exponent)
     raise IkeError(f"DH group {group} unsupported", NotifyType.INVALID_KE_PAYLOAD)
 
@@ -77,7 +105,7 @@ def shared_secret(pair: DhKeyPair, peer_public: bytes) -> bytes:
             value = int.from_bytes(peer_public, "big")
             if not 1 < value < MODP_2048_PRIME - 1:  # RFC 6989 §2.1
                 raise IkeError("MODP public value out of range", NotifyType.INVALID_SYNTAX)
-            secret = pow(value, pair.private, MODP_2048_PRIME).to_bytes(256, "big")
+            secret = modp_power(value, pair.private).to_bytes(256, "big")
     except ValueError as exc:
         raise IkeError(f"bad peer KE value: {exc}", NotifyType.INVALID_SYNTAX) from exc
     return secret.rjust(SHARED_SECRET_LENGTH[pair.group], b"\0")

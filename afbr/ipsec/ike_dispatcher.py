@@ -26,10 +26,11 @@ from afbr.ipsec.ike_constants import (
 from afbr.ipsec.ike_counters import BadInput, BadInputLog
 from afbr.ipsec.ike_dh import RandomSource
 from afbr.ipsec.ike_errors import IkeError
-from afbr.ipsec.ike_events import IkeEvent, IkeSaRekeyed
+from afbr.ipsec.ike_events import IkeEvent, IkeSaEstablished, IkeSaRekeyed
 from afbr.ipsec.ike_message import decode_header, decode_message, encode_message
 from afbr.ipsec.ike_payloads import IkeHeader, IkeMessage, NoncePayload, NotifyPayload
-from afbr.ipsec.ike_sa import Datagram, IkeSa, IkeState, classify
+from afbr.ipsec.ike_protect import classify
+from afbr.ipsec.ike_sa import Datagram, IkeSa, IkeState
 
 # the setup/exchange modules register their handlers in ike_sa's tables when imported
 from afbr.ipsec import ike_informational as _informational  # noqa: F401  isort: skip
@@ -122,7 +123,9 @@ class IkeDispatcher:
         self._drain(sa, now)
 
     def handle_timer(self, now: float) -> None:
-        for sa in list(self.sas.values()) + list(self._by_init.values()):
+        for sa in list(
+            {id(sa): sa for sa in (*self.sas.values(), *self._by_init.values())}.values()
+        ):
             deadline = sa.get_timer()
             if deadline is not None and deadline <= now:
                 sa.handle_timer(now)
@@ -162,11 +165,21 @@ class IkeDispatcher:
             if isinstance(event, IkeSaRekeyed):
                 self.sas[event.new_sa.local_spi] = event.new_sa
                 self._drain(event.new_sa, now)
+            if isinstance(event, IkeSaEstablished) and sa.initial_contact:
+                self._initial_contact(sa, now)
         if sa.state == IkeState.CLOSED and self.sas.get(sa.local_spi) is sa:
             del self.sas[sa.local_spi]
         if sa.state == IkeState.CLOSED:
             for key in [k for k, v in self._by_init.items() if v is sa]:
                 del self._by_init[key]
+
+    def _initial_contact(self, sa: IkeSa, now: float) -> None:
+        """RFC 7296 §2.4: the peer restarted; its older SAs are stale, drop them silently."""
+        for other in list(self.sas.values()):
+            same_peer = other.peer_id == sa.peer_id and other.remote_addr[0] == sa.remote_addr[0]
+            if other is not sa and same_peer and other.state != IkeState.CLOSED:
+                other.close("peer restarted (INITIAL_CONTACT)", now)
+                self._drain(other, now)
 
     def _init_request(
         self, header: IkeHeader, data: bytes, addr: Address, now: float, local: Address | None

@@ -217,12 +217,12 @@ def suite_of_reply(
     types = [t.transform_type for t in proposal.transforms]
     if len(types) != len(set(types)) or proposal.protocol != protocol:
         raise IkeProposalError("reply is not one transform per type", NotifyType.INVALID_SYNTAX)
+    chosen = {t for t in proposal.transforms if t != Transform(TransformType.DH, DhGroup.NONE)}
     for suite in offered:
         candidates = [suite]
-        if protocol == ProtocolId.ESP:
-            dh = [t.transform_id for t in proposal.transforms if t.transform_type == 4]
-            candidates = [suite.with_dh(DhGroup(g)) for g in dh if g in set(DhGroup)] + [suite]
+        if protocol == ProtocolId.ESP:  # PFS was offered optional: with our group, or without
+            candidates = [suite, suite.with_dh(DhGroup.NONE)]
         for candidate in candidates:
-            if set(candidate.transforms(protocol)) == set(proposal.transforms):
+            if set(candidate.transforms(protocol)) == chosen:
                 return proposal, candidate
     raise IkeProposalError("reply chose a proposal we did not offer", NotifyType.NO_PROPOSAL_CHOSEN)

@@ -12,6 +12,7 @@ from afbr.ipsec.ike_child_nego import (
     child_params,
     install_child,
     new_child_spi,
+    offered_suites,
     respond_child,
 )
 from afbr.ipsec.ike_config import Address
@@ -60,14 +61,22 @@ def _ke_and_nonce(message: IkeMessage) -> tuple[NoncePayload, KePayload | None]:
 
 
 # -- new CHILD SA / CHILD SA rekey, as initiator -------------------------------------------------
-def request_new_child(sa: IkeSa, now: float, old: ChildSa | None = None) -> None:
-    pfs = old is not None and sa.config.child_pfs_group is not None
+def request_new_child(
+    sa: IkeSa, now: float, old: ChildSa | None = None, pfs_group: DhGroup | None = None
+) -> None:
+    """CREATE_CHILD_SA for a new CHILD SA or, with `old`, its rekey; a rekey uses PFS with the
+    configured group, or with the group a peer asked for by INVALID_KE_PAYLOAD."""
+    pfs_optional = False
+    if pfs_group is None:  # offer PFS with the IKE SA's group, the responder may decline it
+        pfs_group = sa.config.child_pfs_group
+        if pfs_group is None and sa.suite is not None:
+            pfs_group = _group_or_none(sa.suite.dh_group)
+            pfs_optional = pfs_group is not None
+    suites = offered_suites(sa, pfs_group, old.suite if old is not None else None)
     request = ChildRequest(
         new_child_spi(sa),
         sa.random(NONCE_LENGTH),
-        generate_keypair(sa.config.child_pfs_group, sa.random)
-        if pfs and sa.config.child_pfs_group
-        else None,
+        generate_keypair(pfs_group, sa.random) if pfs_group else None,
         old,
     )
 
@@ -82,16 +91,32 @@ def request_new_child(sa: IkeSa, now: float, old: ChildSa | None = None) -> None
                 )
             )
         selectors = (old.local_ts, old.remote_ts) if old is not None else None
-        offer = child_offer(sa, request.spi, pfs, selectors)
+        offer = child_offer(sa, request.spi, suites, selectors, pfs_optional)
         payloads += [offer[0], NoncePayload(request.nonce)]
         if request.dh is not None:
             payloads.append(KePayload(request.dh.group, request.dh.public))
         return (*payloads, *offer[1:])
 
     def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
-        _child_response(sa, message, request, now)
+        _child_response(sa, message, request, suites, now)
 
     sa.queue_request(PendingRequest(ExchangeType.CREATE_CHILD_SA, build, on_response), now)
+
+
+def _group_or_none(group: DhGroup) -> DhGroup | None:
+    return None if group == DhGroup.NONE else group
+
+
+def _asked_group(message: IkeMessage, request: ChildRequest) -> DhGroup | None:
+    invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
+    if invalid_ke is None or len(invalid_ke.data) < 2:
+        return None
+    value = int.from_bytes(invalid_ke.data[:2], "big")
+    if value not in set(DhGroup) or value == DhGroup.NONE:
+        return None
+    if request.dh is not None and request.dh.group == value:
+        return None  # asked for what we sent: no loop
+    return DhGroup(value)
 
 
 def request_child_rekey(sa: IkeSa, inbound_spi: int, now: float) -> None:
@@ -102,9 +127,19 @@ def request_child_rekey(sa: IkeSa, inbound_spi: int, now: float) -> None:
     request_new_child(sa, now, old)
 
 
-def _child_response(sa: IkeSa, message: IkeMessage, request: ChildRequest, now: float) -> None:
+def _child_response(
+    sa: IkeSa,
+    message: IkeMessage,
+    request: ChildRequest,
+    suites: tuple[AlgorithmSuite, ...],
+    now: float,
+) -> None:
     old = request.old
     error = message.error_notify()
+    retry_group = _asked_group(message, request)
+    if retry_group is not None:  # RFC 7296 §1.3: the peer wants PFS with that group
+        request_new_child(sa, now, old, retry_group)
+        return
     if error is not None and old is not None:
         if error.notify_type == NotifyType.CHILD_SA_NOT_FOUND:
             sa.children.pop(old.inbound_spi, None)
@@ -116,19 +151,15 @@ def _child_response(sa: IkeSa, message: IkeMessage, request: ChildRequest, now: 
         if error.notify_type == NotifyType.TEMPORARY_FAILURE:
             return
     try:
-        nonce, ke = _ke_and_nonce(message) if error is None else (None, None)
-        shared = b""
-        if request.dh is not None:
-            if ke is None or ke.group != request.dh.group:
-                raise IkeError("rekey answer without our KE group", NotifyType.INVALID_KE_PAYLOAD)
-            shared = shared_secret(request.dh, ke.data)
+        nonce = _ke_and_nonce(message)[0] if error is None else None
         child = accept_child(
             sa,
             message,
             request.spi,
             nonces=(request.nonce, nonce.nonce if nonce else b""),
-            shared=shared,
+            dh=request.dh,
             now=now,
+            suites=suites,
         )
     except IkeError as exc:
         if old is not None and old.state == ChildState.REKEYING:
@@ -286,6 +317,11 @@ def handle_create_child(
             raise IkeError("CHILD SA is going away", NotifyType.TEMPORARY_FAILURE)  # §2.25.1
     elif len(sa.children) >= MAX_CHILD_SAS:
         raise IkeError("CHILD SA limit reached", NotifyType.NO_ADDITIONAL_SAS)  # RFC 7296 §1.3
+    wanted = sa.config.child_pfs_group
+    if wanted is not None and (ke is None or ke.group != wanted):  # RFC 7296 §1.3: ask for KE
+        raise IkeError(
+            "PFS required", NotifyType.INVALID_KE_PAYLOAD, int(wanted).to_bytes(2, "big")
+        )
     shared = b""
     dh = None
     if ke is not None:

@@ -19,17 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from afbr.ipsec.ike_buffer import IkeBuffer
 from afbr.ipsec.ike_child import ChildSa
 from afbr.ipsec.ike_config import Address, IkeConfig
 from afbr.ipsec.ike_constants import (
-    IKE_HEADER_LENGTH,
     IKE_PORT,
     NAT_KEEPALIVE,
     NON_ESP_MARKER,
     ExchangeType,
-    HeaderFlag,
-    PayloadType,
 )
 from afbr.ipsec.ike_counters import BadInput, BadInputLog
 from afbr.ipsec.ike_crypto import IkeKeys, SkCipher
@@ -38,25 +34,19 @@ from afbr.ipsec.ike_errors import (
     IkeDecodeError,
     IkeError,
     IkeIntegrityError,
-    IkeOversizedError,
-    IkeTruncatedError,
 )
 from afbr.ipsec.ike_events import IkeEvent, IkeSaDeleted, IkeSaId
 from afbr.ipsec.ike_message import (
     decode_header,
-    decode_payloads,
-    encode_payloads,
-    pull_payload_chain,
 )
 from afbr.ipsec.ike_payloads import (
     IkeHeader,
     IkeMessage,
     NotifyPayload,
     Payload,
-    SkPayload,
-    push_header,
 )
 from afbr.ipsec.ike_proposals import AlgorithmSuite
+from afbr.ipsec.ike_protect import IkeInnerDecodeError, classify, protect, unprotect
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +164,7 @@ class IkeSa:
         self.ike_rekeying = False  # our CREATE_CHILD_SA rekeying this IKE SA is under way
         self.ike_collision: IkeSa | None = None  # the peer's rekey of it, during a collision
         self.child_collisions: dict[int, ChildSa] = {}  # old inbound SPI -> peer's new CHILD SA
+        self.initial_contact = False  # the peer's IKE_AUTH said INITIAL_CONTACT (§2.4)
         self.superseded_at: float | None = None  # rekeyed: waits for its delete (RFC 7296 §2.18)
         self.closed_reason = ""
         self.last_request_data = b""
@@ -226,6 +217,10 @@ class IkeSa:
             self.counters.count(BadInput.BAD_ICV, now, str(exc))
         except IkeError as exc:
             self.counters.count(classify(exc), now, str(exc))
+        except (ValueError, KeyError, IndexError, TypeError, OverflowError):
+            # a bug, not the peer's fault: keep the daemon up, but say so loudly
+            log.exception("IKE SA %s: internal error on a datagram from %s", self.id, addr)
+            self.counters.count(BadInput.MALFORMED, now, "internal error")
 
     def handle_timer(self, now: float) -> None:
         from afbr.ipsec.ike_timers import run_timers  # noqa: PLC0415 (avoids an import cycle)
@@ -285,44 +280,12 @@ class IkeSa:
     def encode(
         self, exchange: ExchangeType, payloads: tuple[Payload, ...], response: bool, message_id: int
     ) -> bytes:
-        flags = HeaderFlag.INITIATOR if self.is_initiator else HeaderFlag.NONE
-        if response:
-            flags |= HeaderFlag.RESPONSE
-        if exchange == ExchangeType.IKE_SA_INIT:
-            from afbr.ipsec.ike_message import encode_message  # noqa: PLC0415
-
-            header = IkeHeader(self.spi_i, self.spi_r, 0, exchange, flags, message_id)
-            return encode_message(IkeMessage(header, payloads))
-        if self.out_cipher is None:
-            raise IkeError("no keys to protect the message")
-        inner = encode_payloads(payloads)
-        sk_length = 4 + self.out_cipher.overhead(len(inner))
-        buf = IkeBuffer()
-        first = int(payloads[0].payload_type) if payloads else 0
-        header = IkeHeader(self.spi_i, self.spi_r, PayloadType.SK, exchange, flags, message_id)
-        push_header(buf, header, IKE_HEADER_LENGTH + sk_length)
-        buf.push_uint8(first)
-        buf.push_uint8(0)
-        buf.push_uint16(sk_length)
-        associated = buf.written()
-        iv = self.random(self.out_cipher.iv_length)
-        return associated + self.out_cipher.seal(associated, inner, iv)
+        """Our message, SK-protected unless it is IKE_SA_INIT."""
+        return protect(self, exchange, payloads, response, message_id)
 
     def decode(self, header: IkeHeader, data: bytes) -> IkeMessage:
-        payloads = pull_payload_chain(IkeBuffer(data[IKE_HEADER_LENGTH:]), header.next_payload)
-        if header.exchange == ExchangeType.IKE_SA_INIT:
-            return IkeMessage(header, payloads, data)
-        if len(payloads) != 1 or not isinstance(payloads[0], SkPayload):
-            raise IkeDecodeError("protected exchange without a single SK payload")
-        if self.in_cipher is None:
-            raise IkeDecodeError("SK payload before keys exist")
-        sk = payloads[0]
-        plaintext = self.in_cipher.open(data[: len(data) - len(sk.data)], sk.data)
-        try:
-            inner = decode_payloads(plaintext, sk.first_inner)
-        except IkeError as exc:
-            raise IkeInnerDecodeError(str(exc), exc.notify) from exc
-        return IkeMessage(header, inner, data)
+        """The peer's message, SK payload checked and opened; IkeIntegrityError if forged."""
+        return unprotect(self, header, data)
 
     # -- commands -------------------------------------------------------------------------------
     def initiate(self, now: float) -> None:
@@ -462,19 +425,3 @@ class IkeSa:
             self.remote_addr = addr
         if local is not None and local[1] != self.local_addr[1] and self.nat_detected:
             self.local_addr = local
-
-
-class IkeInnerDecodeError(IkeError):
-    """A payload inside an SK payload that verified is malformed or unsupported-critical."""
-
-
-def classify(exc: IkeError) -> BadInput:
-    if isinstance(exc, IkeTruncatedError):
-        return BadInput.TRUNCATED
-    if isinstance(exc, IkeOversizedError):
-        return BadInput.OVERSIZED
-    if isinstance(exc, IkeIntegrityError):
-        return BadInput.BAD_ICV
-    if isinstance(exc, IkeDecodeError):
-        return BadInput.MALFORMED
-    return BadInput.GARBAGE

@@ -219,7 +219,7 @@ def _build_auth(sa: IkeSa, now: float) -> tuple[Payload, ...]:
     if sa.config.remote_id is not None:
         payloads.insert(1, _id_payload(sa.config.remote_id, False))
     payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
-    return tuple(payloads) + child_offer(sa, sa.nego.child_spi)
+    return tuple(payloads) + child_offer(sa, sa.nego.child_spi, sa.config.esp_proposals)
 
 
 def _verify_peer(sa: IkeSa, message: IkeMessage, octets_base: bytes, our_nonce: bytes) -> Identity:
@@ -293,7 +293,7 @@ def _on_auth_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
             message,
             sa.nego.child_spi,
             nonces=(sa.nego.nonce_i, sa.nego.nonce_r),
-            shared=b"",
+            dh=None,
             now=now,
         )
     except IkeError as exc:
@@ -351,6 +351,7 @@ def handle_auth_request(
 ) -> tuple[Payload, ...]:
     sa.nego.init_response = sa.last_response[1][0] if sa.last_response else b""
     sa.remote_addr = addr  # RFC 7296 §2.23: the initiator may have floated to 4500
+    sa.initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
     try:
         identity = _verify_peer(sa, message, sa.nego.init_request, sa.nego.nonce_r)
     except IkeAuthenticationError as exc:

@@ -26,7 +26,7 @@ from afbr.bgp.exabgp_config import exabgp_environment, render_exabgp_config
 from afbr.bgp.keyfile import load_key_file
 from afbr.bgp.session_config import BgpSessionConfig
 from afbr.config import load_config
-from afbr.lab.daemon_base import PeerError, wait_until
+from afbr.lab.daemon_base import PeerError, wait_until, write_private
 from afbr.lab.exabgp_peer import ExaBgp
 from afbr.lab.netns import Host
 
@@ -82,9 +82,9 @@ class AfbrControlPlane:
         ]
 
     def start(self) -> AfbrControlPlane:
-        _write_private(self.bgp_keys, yaml.safe_dump(self.md5_keys))
-        _write_private(self.ike_keys, yaml.safe_dump(self.ipsec_keys))
-        _write_private(self.afbr_config, yaml.safe_dump(self.config, sort_keys=False))
+        write_private(self.bgp_keys, yaml.safe_dump(self.md5_keys))
+        write_private(self.ike_keys, yaml.safe_dump(self.ipsec_keys))
+        write_private(self.afbr_config, yaml.safe_dump(self.config, sort_keys=False))
         session = BgpSessionConfig.from_afbr_config(load_config(self.afbr_config))
         keys = load_key_file(self.bgp_keys)
         config = render_exabgp_config(session, keys, self.plugin_argv())
@@ -169,13 +169,6 @@ def _with_key_files(config: Mapping[str, Any], bgp_keys: Path, ike_keys: Path) -
         ipsec["keys_file"] = str(ike_keys)
     result["ipsec"] = ipsec
     return result
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file that only its owner may read (key files are refused otherwise)."""
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(text)
 
 
 def _descendants(pid: int) -> list[int]:

@@ -1,9 +1,11 @@
 """strongSwan's charon (5.9) as a lab peer: one IKE daemon per namespace, driven by swanctl.
 
 Each instance gets its own strongswan.conf (an explicit plugin list, no /etc/strongswan.d
-includes), its own vici socket in the work folder (`swanctl --uri unix://...`), and a private
-/run: charon hard-codes /var/run/charon.pid (and charon-systemd expects the host's /run), so it
-runs under `unshare -m` with a folder of its own bind-mounted over /run.  On a kernel without
+includes) and its own vici socket in the work folder (`swanctl --uri unix://...`).  The binary
+is charon-systemd (Debian's `charon-systemd`, what afbr's setup installs), which keeps nothing
+in /run; the classic /usr/lib/ipsec/charon hard-codes /var/run/charon.pid, so it runs under
+`unshare -m` with a folder of its own bind-mounted over /run (then the work folder must not be
+under /run, as it is inside the UML guest, where /tmp lives in /run).  On a kernel without
 ESP (this project's hosts) the `kernel-libipsec` plugin does ESP in user space over TUN, inside
 UDP only; inside the UML kernel `kernel-netlink` installs real kernel SAs.
 """
@@ -15,9 +17,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from afbr.lab.daemon_base import write_private
 from afbr.lab.netns import Host
 
-CHARON_BINARIES = ("/usr/lib/ipsec/charon", "/usr/sbin/charon-systemd")
+CHARON_SYSTEMD = "/usr/sbin/charon-systemd"
+CHARON_CLASSIC = "/usr/lib/ipsec/charon"  # needs a private /run (its pid file)
 
 # The smallest plugin set that does IKEv2 with PSK or raw public keys; `kdf` is required by
 # 5.9.8's PRF+ (without it no IKE SA gets keys).
@@ -43,10 +47,20 @@ class CharonError(RuntimeError):
 
 
 def charon_binary() -> str:
-    for path in CHARON_BINARIES:
+    for path in (CHARON_SYSTEMD, CHARON_CLASSIC):
         if Path(path).exists():
             return path
     raise CharonError("no charon binary (install charon-systemd)")
+
+
+def charon_argv(binary: str, run_dir: Path) -> list[str]:
+    """The command that starts `binary`; the classic charon gets `run_dir` as its /run."""
+    if binary != CHARON_CLASSIC:
+        return [binary]
+    if run_dir.resolve().is_relative_to("/run"):
+        raise CharonError(f"{binary} needs a private /run: put its work folder outside /run")
+    private_run = 'mount --make-rprivate / && mount --bind "$0" /run && exec "$1"'
+    return ["unshare", "-m", "sh", "-c", private_run, str(run_dir), binary]
 
 
 class Charon:
@@ -120,18 +134,10 @@ class Charon:
     def start(self, timeout: float = 15.0) -> Charon:
         """Start charon, wait until `swanctl --stats` answers, load the swanctl config."""
         self.config.write_text(self.strongswan_conf())
-        self.swanctl_file.write_text(self.swanctl_conf)
-        self.swanctl_file.chmod(0o600)  # it holds the PSKs
+        write_private(self.swanctl_file, self.swanctl_conf)  # it holds the PSKs
         self.run_dir.mkdir(exist_ok=True)
-        private_run = 'mount --make-rprivate / && mount --bind "$0" /run && exec "$1"'
         self.proc = self.host.popen(
-            "unshare",
-            "-m",
-            "sh",
-            "-c",
-            private_run,
-            str(self.run_dir),
-            charon_binary(),
+            *charon_argv(charon_binary(), self.run_dir),
             log=self.log,
             env={"STRONGSWAN_CONF": str(self.config)},
         )

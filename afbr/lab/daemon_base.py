@@ -6,6 +6,7 @@ the caller owns and starts it with `Host.popen`, so the `Lab` ends it whatever h
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -34,6 +35,14 @@ class BgpNeighbor:
     @property
     def label(self) -> str:
         return "peer_" + re.sub(r"[^0-9A-Za-z]", "_", self.name or self.address)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte on (configs hold keys)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def wait_until(

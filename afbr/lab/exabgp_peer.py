@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from afbr.lab.daemon_base import Daemon, PeerError
+from afbr.lab.daemon_base import Daemon, PeerError, write_private
 from afbr.lab.netns import Host
 
 
@@ -81,8 +81,7 @@ class ExaBgp(Daemon):
         }
 
     def start(self, timeout: float = 20.0) -> ExaBgp:
-        self.config.write_text(self.config_body)
-        self.config.chmod(0o600)
+        write_private(self.config, self.config_body)  # it holds the MD5 keys
         if self.with_cli:
             self.pipes.mkdir(parents=True, exist_ok=True)
             for end in ("in", "out"):

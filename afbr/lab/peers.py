@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from afbr.lab.charon import Charon, CharonError
-from afbr.lab.daemon_base import BgpNeighbor, Daemon, PeerError, wait_until
+from afbr.lab.daemon_base import BgpNeighbor, Daemon, PeerError, wait_until, write_private
 from afbr.lab.exabgp_peer import ExaBgp, exabgp_binary
 from afbr.lab.netns import Host
 
@@ -32,6 +32,7 @@ __all__ = [
     "GoBgp",
     "PeerError",
     "exabgp_binary",
+    "tcp_md5_rejections",
     "wait_until",
 ]
 
@@ -45,6 +46,13 @@ _GOBGP_STATES: dict[object, str] = {
     5: "openconfirm",
     6: "established",
 }
+
+
+def tcp_md5_rejections(host: Host) -> int:
+    """Segments the namespace's kernel dropped for a wrong or missing TCP-MD5 signature
+    (TcpExtTCPMD5Failure + TcpExtTCPMD5NotFound, RFC 2385 §2.0)."""
+    text = host.run("nstat", "-asz", "TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound")
+    return sum(int(n) for n in re.findall(r"^TcpExtTCPMD5\w+\s+(\d+)", text, re.MULTILINE))
 
 
 def _toml_str(value: str) -> str:
@@ -114,8 +122,7 @@ class GoBgp(Daemon):
         return "\n".join(out) + "\n"
 
     def start(self, timeout: float = 15.0) -> GoBgp:
-        self.config.write_text(self.config_text())
-        self.config.chmod(0o600)  # it holds the MD5 keys
+        write_private(self.config, self.config_text())  # it holds the MD5 keys
         self._spawn(
             "gobgpd",
             "-f",
@@ -235,8 +242,7 @@ class Bird(Daemon):
         return "\n".join(out) + "\n"
 
     def start(self, timeout: float = 15.0) -> Bird:
-        self.config.write_text(self.config_text())
-        self.config.chmod(0o600)
+        write_private(self.config, self.config_text())  # it holds the MD5 keys
         self._spawn("bird", "-f", "-c", str(self.config), "-s", str(self.socket))
         self._wait(lambda: self.socket.exists() and self._answers(), timeout, "birdc")
         return self

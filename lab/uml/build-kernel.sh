@@ -29,15 +29,6 @@ if [ -x "$out" ]; then
     exit 0
 fi
 mkdir -p "$cache/$key"
-exec 9>"$cache/$key/lock"
-if ! flock -n 9; then
-    log "another process is building the kernel; waiting for it"
-    flock 9
-fi
-if [ -x "$out" ]; then
-    echo "$out"
-    exit 0
-fi
 for tool in flex bison bc make gcc; do
     command -v "$tool" >/dev/null || { log "missing build tool '$tool' (make setup installs it)"; exit 1; }
 done

@@ -14,6 +14,7 @@ mkdir -p /run/netns /run/out /run/tmp /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts 2>/dev/null
 mount -t tmpfs shm /dev/shm
 export TMPDIR=/run/tmp
+stty -onlcr 2>/dev/null  # plain "\n" line ends on the console, as on the host
 out=$(sed -n 's/.*afbr_out=\([^ ]*\).*/\1/p' /proc/cmdline)
 mount -t hostfs -o "$out" hostfs /run/out
 # Daemons write pid files, sockets and state under /var, /etc and /root: give them a

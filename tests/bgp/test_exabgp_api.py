@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from afbr.bgp.exabgp_api import CommandAck, ExabgpApiParser
@@ -201,6 +201,17 @@ ATTRS = [*UPDATE, "attribute"]
             ApiErrorReason.BAD_FIELD,
         ),
         (
+            _mutate([*UPDATE, "announce", "ipv4 unicast", "2001:db8::1"], [{"nlri": 5}]),
+            ApiErrorReason.BAD_FIELD,
+        ),
+        (
+            _mutate(
+                [*UPDATE, "announce", "ipv4 unicast", "2001:db8::1"],
+                [{"nlri": "10.0.0.0/8"}, {"nlri": '10.0.0.0/8", "x'}],
+            ),
+            ApiErrorReason.BAD_FIELD,
+        ),
+        (
             _mutate([*UPDATE, "announce", "ipv4 unicast"], {"null": [{"nlri": "1.0.0.0/8"}]}),
             ApiErrorReason.BAD_NEXT_HOP,
         ),
@@ -239,6 +250,12 @@ def test_other_families_are_counted_not_fatal() -> None:
     events = parser.feed(_line(message))
     assert len(events) == 1 and isinstance(events[0], RouteAnnounce)
     assert parser.errors == {"unsupported-family": 1}
+
+
+def test_empty_nlri_lists_are_no_routes() -> None:
+    line = _mutate([*UPDATE, "announce", "ipv4 unicast", "2001:db8::1"], [])
+    [event] = ExabgpApiParser().parse_line(line)
+    assert isinstance(event, RouteAnnounce) and event.prefixes == ()
 
 
 def test_types_afbr_does_not_use_are_counted_as_ignored() -> None:
@@ -283,3 +300,25 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 @given(st.sampled_from(RECORDED), st.integers(min_value=0, max_value=600), st.text(max_size=3))
 def test_corrupted_recorded_lines_never_crash(line: str, at: int, junk: str) -> None:
     ExabgpApiParser().feed(line[:at] + junk + line[at + len(junk) :])
+
+
+def _paths(value: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    return found
+
+
+@settings(max_examples=400)
+@given(st.data())
+def test_recorded_messages_with_any_part_replaced_never_crash(data: st.DataObject) -> None:
+    message = json.loads(data.draw(st.sampled_from(RECORDED)))
+    path = data.draw(st.sampled_from(_paths(message)[1:]))
+    target = message
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = data.draw(json_values)
+    parser = ExabgpApiParser()
+    with contextlib.suppress(ExabgpApiError):
+        parser.parse_line(json.dumps(message))

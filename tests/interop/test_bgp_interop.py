@@ -29,8 +29,8 @@ from bgp_interop_support import (
 )
 
 from afbr.lab.afbr_control_plane import AfbrControlPlane
-from afbr.lab.netns import Host, Lab
-from afbr.lab.peers import Bird, GoBgp
+from afbr.lab.netns import Lab
+from afbr.lab.peers import Bird, GoBgp, tcp_md5_rejections
 from afbr.lab.reflector_lab import ReflectorKind, ReflectorLab, reflector_lab
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
@@ -119,18 +119,13 @@ def test_attribute_crosses_the_reflector(
     assert b.rib_dump()["neighbors_up"] == [topo.rr_address]
 
 
-def _md5_rejections(host: Host) -> int:
-    text = host.run("nstat", "-asz", "TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound")
-    return sum(int(n) for n in re.findall(r"^TcpExtTCPMD5\w+\s+(\d+)", text, re.MULTILINE))
-
-
 @pytest.mark.parametrize("kind", ["gobgp", "bird"])
 def test_wrong_md5_key_gets_no_session(lab: Lab, tmp_path: Path, kind: ReflectorKind) -> None:
     topo = reflector_lab(lab, tmp_path, core=6, clients=["a", "b"])
     rr = topo.start_reflector(kind, {"a": KEY, "b": KEY})
     a, b = _start_planes(topo, tmp_path, a_key="not-" + KEY)
     rr.wait_established(topo.addresses["b"])  # the right key still works next to it
-    poll(lambda: _md5_rejections(topo.rr) > 0, timeout=10, what="segments refused for MD5")
+    poll(lambda: tcp_md5_rejections(topo.rr) > 0, timeout=10, what="segments refused for MD5")
     assert rr.session_state(topo.addresses["a"]) != "established"
     a_dump: dict[str, Any] = a.rib_dump()
     assert a_dump.get("neighbors_up", []) == []

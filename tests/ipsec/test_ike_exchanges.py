@@ -165,3 +165,21 @@ def test_delete_child_then_ike_sa() -> None:
     pair.pump()
     assert pair.a.of_type(IkeSaDeleted) and pair.b.of_type(IkeSaDeleted)
     assert pair.a.dispatcher.sas == {} and pair.b.dispatcher.sas == {}
+
+
+def test_initial_contact_from_a_restarted_peer_drops_its_stale_sas() -> None:
+    from ike_pair import ADDR_A, ADDR_B, seeded
+
+    from afbr.ipsec import ChildSaDeleted, IkeDispatcher
+
+    pair = Pair(*psk_configs())
+    pair.connect()
+    old = next(iter(pair.b.dispatcher.sas.values()))
+    # A restarts (kill -9): a fresh dispatcher with no memory connects again
+    pair.a.dispatcher = IkeDispatcher(lambda addr: pair.config_a, seeded(99))
+    pair.a.dispatcher.connect(pair.config_a, ADDR_A, ADDR_B, pair.now)
+    pair.pump()
+    assert old.state == IkeState.CLOSED
+    assert [e.reason for e in pair.b.of_type(IkeSaDeleted)] == ["peer restarted (INITIAL_CONTACT)"]
+    assert len(pair.b.of_type(ChildSaDeleted)) == 1
+    assert len(pair.b.dispatcher.sas) == 1

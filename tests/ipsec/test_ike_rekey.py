@@ -132,3 +132,37 @@ def test_ike_rekey_collision_leaves_one_sa_with_the_children() -> None:
         assert len(ep.of_type(IkeSaDeleted)) == 2  # the old SA and the redundant new one
         assert len(ep.dispatcher.sas) == 1
     assert len(pair.a.of_type(ChildSaEstablished)) == 1
+
+
+def test_child_rekey_retries_with_pfs_when_the_peer_asks_for_a_group() -> None:
+    from dataclasses import replace
+
+    from afbr.ipsec import DhGroup
+    from afbr.ipsec.ike_proposals import ESP_AES_GCM_128
+
+    a, b = psk_configs(esp_proposals=(ESP_AES_GCM_128,))
+    # B (like strongSwan with esp_proposals = aes128gcm16-ecp256) wants PFS on rekeys
+    b = replace(b, child_pfs_group=DhGroup.ECP_256)
+    pair = Pair(a, b)
+    sa = pair.connect()
+    (old,) = sa.children
+    sa.rekey_child(old, pair.now)
+    pair.a.dispatcher.after_command(sa, pair.now)
+    pair.pump()
+    (rekeyed,) = pair.a.of_type(ChildSaRekeyed)
+    assert rekeyed.child.algorithms.dh_group == DhGroup.ECP_256
+    _pairs_agree(pair)
+
+
+def test_pfs_rekey_suite_names_the_group_on_both_sides() -> None:
+    from afbr.ipsec import DhGroup
+
+    pair = Pair(*psk_configs())
+    sa = pair.connect()
+    sa.rekey_child(next(iter(sa.children)), pair.now)
+    pair.a.dispatcher.after_command(sa, pair.now)
+    pair.pump()
+    for ep in (pair.a, pair.b):
+        (rekeyed,) = ep.of_type(ChildSaRekeyed)
+        assert rekeyed.child.algorithms.dh_group is DhGroup.ECP_256  # the enum, not an int
+        assert rekeyed.child.algorithms.describe().endswith("ECP_256")

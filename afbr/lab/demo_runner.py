@@ -1,0 +1,416 @@
+"""The demo mesh in network namespaces: build it, start it, query it, tear it down.
+
+`RunningDemo` builds the topology of afbr.lab.demo_mesh in namespaces of one `Lab`, starts
+GoBGP as route reflector (TCP-MD5 on every session) and `afbr run -c afbr.yaml` in each AFBR
+namespace, and reads each daemon's state over its control socket (the same requests
+`afbr status|routes|tunnels|sas|audit --socket PATH --json` make).  Everything it starts is
+ended and every namespace deleted when it closes, also on an error or Ctrl-C.  `afbr lab demo`
+(afbr.commands.lab) and the end-to-end tests (tests/lab/test_demo_e2e.py) drive it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from afbr.daemon.control_socket import ControlClientError, request
+from afbr.lab.demo_mesh import (
+    ASN,
+    Afbr,
+    DemoKeys,
+    DemoMesh,
+    NodePaths,
+    build_mesh,
+    gobgp_config,
+    ip_batch_lines,
+    sysctl_settings,
+    write_afbr_files,
+)
+from afbr.lab.demo_report import render_summary, summary_json
+from afbr.lab.demo_traffic import PingResult, ping_all
+from afbr.lab.netns import Host, Lab
+from afbr.lab.peers import GoBgp, PeerError
+
+UP_STATES = frozenset({"up", "established"})
+Say = Callable[[str], None]
+
+
+class DemoError(RuntimeError):
+    """The demo could not be built or did not converge; the message says where and why."""
+
+
+class DemoReflector(GoBgp):
+    """GoBGP with the demo's dual-stack reflector config (afbr.lab.demo_mesh.gobgp_config)."""
+
+    def __init__(self, host: Host, workdir: Path, mesh: DemoMesh, keys: DemoKeys) -> None:
+        rr = mesh.reflector
+        super().__init__(
+            host, workdir, asn=ASN, router_id=rr.router_id,
+            local_address=str(rr.addresses[6]), neighbors=(),
+        )  # fmt: skip
+        self.mesh, self.keys = mesh, keys
+        self.unauthenticated: frozenset[str] = frozenset()
+
+    def config_text(self) -> str:
+        return gobgp_config(self.mesh, self.keys, unauthenticated=self.unauthenticated)
+
+    def restart(self, unauthenticated: Iterable[str] = ()) -> None:
+        """Start again with TCP-MD5 off for the named AFBRs (the audit tests)."""
+        self.unauthenticated = frozenset(unauthenticated)
+        self.stop()
+        self.start()
+
+
+@dataclass
+class AfbrDaemon:
+    afbr: Afbr
+    host: Host
+    paths: NodePaths
+    log: Path
+    proc: object = None  # subprocess.Popen[bytes] while running
+
+    def running(self) -> bool:
+        poll = getattr(self.proc, "poll", None)
+        return poll is not None and poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def afbr_run_available() -> bool:
+    """Whether this build of afbr has the daemon command (`afbr run`)."""
+    from afbr.cli import COMMAND_MODULES  # noqa: PLC0415  (import cycle via afbr.commands.lab)
+
+    return "afbr.commands.run" in COMMAND_MODULES
+
+
+@dataclass
+class RunningDemo:
+    """The demo mesh in namespaces; use as a context manager."""
+
+    workdir: Path
+    mesh: DemoMesh = field(default_factory=build_mesh)
+    keys: DemoKeys | None = None
+    say: Say = field(default=lambda text: None)
+    lab: Lab = field(default_factory=lambda: Lab("demo"))
+    hosts: dict[str, Host] = field(default_factory=dict)
+    daemons: dict[str, AfbrDaemon] = field(default_factory=dict)
+    reflector: DemoReflector | None = None
+    dataplane: bool = True  # False: `afbr run --no-dataplane` (control plane only, any kernel)
+
+    def __post_init__(self) -> None:
+        self.keys = self.keys or DemoKeys.generate(self.mesh)
+
+    def __enter__(self) -> RunningDemo:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for daemon in self.daemons.values():
+            if daemon.running():
+                self.stop_afbr(daemon.afbr.name)
+        self.lab.close()
+
+    # --- building -------------------------------------------------------------------------
+
+    def build(self) -> None:
+        """Create the namespaces, wire the links, configure addresses and routes."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o700)
+        self.say(f"creating {len(self.mesh.nodes)} namespaces and {len(self.mesh.links)} links")
+        for node in self.mesh.nodes:
+            host = self.lab.host(node.name)
+            if node.forwarding:
+                host.run("sysctl", "-q", "-w", *sysctl_settings(node))
+            self.hosts[node.name] = host
+        for link in self.mesh.links:
+            self.lab.link(self.hosts[link.a], link.a_if, self.hosts[link.b], link.b_if)
+        for node in self.mesh.nodes:
+            self.hosts[node.name].ip_batch(ip_batch_lines(node))
+
+    def start_reflector(self) -> None:
+        assert self.keys is not None
+        rr = self.mesh.reflector
+        self.say(f"starting the route reflector {rr.name}: gobgpd, TCP-MD5 on every session")
+        reflector = DemoReflector(self.hosts[rr.name], self.workdir / rr.name, self.mesh, self.keys)
+        try:
+            reflector.start(timeout=60.0)
+        except PeerError as exc:
+            raise DemoError(str(exc)) from exc
+        self.reflector = reflector
+
+    def start_afbr(self, name: str, *, md5: bool = True, ipsec: bool = True) -> None:
+        """Write the AFBR's files and start `afbr run -c afbr.yaml` in its namespace."""
+        assert self.keys is not None
+        afbr = self.mesh.afbr(name)
+        base = self.workdir / name
+        paths = NodePaths.workdir(base)
+        write_afbr_files(self.mesh, afbr, self.keys, paths, base, md5=md5, ipsec=ipsec)
+        daemon = AfbrDaemon(afbr, self.hosts[name], paths, base / "afbr.log")
+        with daemon.log.open("a") as log:
+            log.write(f"--- afbr run -c {paths.config} (md5 {md5}, ipsec {ipsec})\n")
+        argv = [sys.executable, "-m", "afbr", "run", "-c", str(paths.config)]
+        if not self.dataplane:
+            argv.append("--no-dataplane")
+        daemon.proc = daemon.host.popen(*argv, log=daemon.log)
+        self.daemons[name] = daemon
+
+    def start_all(self) -> None:
+        if not afbr_run_available():
+            raise DemoError("this afbr has no daemon yet (`afbr run`, afbr.commands.run)")
+        self.build()
+        self.start_reflector()
+        self.say("starting afbr run -c afbr.yaml in " + ", ".join(a.name for a in self.mesh.afbrs))
+        for afbr in self.mesh.afbrs:
+            self.start_afbr(afbr.name)
+
+    def stop_afbr(self, name: str) -> None:
+        """SIGTERM: the control plane stops, forwarding stays in place (issue 6 item 1)."""
+        daemon = self.daemons[name]
+        proc = daemon.proc
+        if daemon.running() and proc is not None:
+            daemon.host.stop(proc)  # type: ignore[arg-type]
+        daemon.proc = None
+
+    # --- state ----------------------------------------------------------------------------
+
+    def query(self, name: str, command: str) -> object:
+        """One control-socket request to AFBR `name` (what `afbr COMMAND --json` prints)."""
+        return request(self.daemons[name].paths.control_socket, command, timeout=10.0)
+
+    def sees(self, name: str, other: str) -> tuple[bool, bool]:
+        """Whether AFBR `name` has a route to `other`'s island and a softwire to its endpoint."""
+        peer = self.mesh.afbr(other)
+        routes = row_values(self.query(name, "routes"))
+        tunnels = row_values(self.query(name, "tunnels"))
+        return str(peer.island) in routes, str(peer.core_address) in tunnels
+
+    def mesh_problems(self) -> list[str]:
+        """What keeps the mesh from being complete (empty when it is)."""
+        problems: list[str] = []
+        for afbr in self.mesh.afbrs:
+            daemon = self.daemons.get(afbr.name)
+            if daemon is None or not daemon.running():
+                raise DemoError(f"afbr in {afbr.name} is not running:\n{_tail(daemon)}")
+            try:
+                problems += self._node_problems(afbr)
+            except ControlClientError as exc:
+                problems.append(f"{afbr.name}: {exc}")
+        return problems
+
+    def _node_problems(self, afbr: Afbr) -> list[str]:
+        status = self.query(afbr.name, "status")
+        neighbors = status.get("neighbors", []) if isinstance(status, dict) else []
+        problems = [
+            f"{afbr.name}: neighbor {n.get('address')} is {neighbor_state(n)}"
+            for n in neighbors
+            if isinstance(n, dict) and neighbor_state(n) not in UP_STATES
+        ]
+        if not neighbors:
+            problems.append(f"{afbr.name}: no BGP neighbors in its status")
+        for partner in self.mesh.partners(afbr):
+            route, tunnel = self.sees(afbr.name, partner.name)
+            if not route:
+                problems.append(f"{afbr.name}: no route to {partner.island} ({partner.name})")
+            if not tunnel and self.dataplane:
+                problems.append(f"{afbr.name}: no softwire to {partner.core_address}")
+        return problems
+
+    def wait_mesh(self, timeout: float = 150.0) -> float:
+        """Poll every AFBR until the mesh is complete; return the seconds it took."""
+        start = time.monotonic()
+        problems = ["(not polled)"]
+        while time.monotonic() - start < timeout:
+            problems = self.mesh_problems()
+            if not problems:
+                return time.monotonic() - start
+            time.sleep(1.0)
+        tails = "\n".join(f"--- {n} log:\n{_tail(d)}" for n, d in self.daemons.items())
+        raise DemoError(
+            f"the mesh did not converge in {timeout:.0f}s: " + "; ".join(problems) + "\n" + tails
+        )
+
+    def ping_islands(
+        self, count: int = 5, interval: float = 0.2, warmup: float = 30.0
+    ) -> list[PingResult]:
+        """Ping every island from every partner island: first until one answer arrives (IKE
+        may still be setting up the SAs), then `count` pings that are the result."""
+        pairs = self.mesh.traffic_pairs()
+        ping_all(self.hosts, pairs, count=1, interval=interval, deadline=warmup)
+        return ping_all(self.hosts, pairs, count=count, interval=interval)
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """Each AFBR's status, tunnels, routes, SAs and audit (errors as {"error": ...})."""
+        result: dict[str, dict[str, object]] = {}
+        for afbr in self.mesh.afbrs:
+            node: dict[str, object] = {}
+            for command in ("status", "tunnels", "routes", "sas", "audit"):
+                try:
+                    node[command] = self.query(afbr.name, command)
+                except ControlClientError as exc:
+                    node[command] = {"error": str(exc)}
+            result[afbr.name] = node
+        return result
+
+    # --- processes in an AFBR namespace --------------------------------------------------
+
+    def exabgp_pids(self, name: str) -> list[int]:
+        """ExaBGP's main process(es) in AFBR `name`'s namespace (not afbr's API plugin)."""
+        return [pid for pid, argv in _netns_processes(self.hosts[name].name) if is_exabgp(argv)]
+
+
+def neighbor_state(neighbor: dict[str, object]) -> str:
+    for key in ("state", "session_state", "session"):
+        if key in neighbor:
+            return str(neighbor[key]).lower()
+    return "unknown"
+
+
+def row_values(rows: object) -> set[str]:
+    """Every scalar in a list of rows as text (fields are found by value, not by name)."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif value is not None:
+            found.add(str(value))
+
+    walk(rows)
+    return found
+
+
+def is_exabgp(argv: list[str]) -> bool:
+    if any("exabgp_plugin" in arg for arg in argv):
+        return False
+    names = [Path(arg).name for arg in argv]
+    return "exabgp" in names or ("-m" in argv and argv[argv.index("-m") + 1 :][:1] == ["exabgp"])
+
+
+def _netns_processes(netns: str) -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of each process in a named namespace."""
+    target = os.stat(f"/run/netns/{netns}").st_ino
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "ns" / "net").stat().st_ino != target:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            yield int(entry.name), [a.decode(errors="replace") for a in argv if a]
+
+
+def _tail(daemon: AfbrDaemon | None) -> str:
+    return daemon.log_tail() if daemon is not None else "(never started)"
+
+
+# --- `afbr lab demo` ------------------------------------------------------------------------
+
+DEMO_KERNEL_OPTIONS = (
+    "CONFIG_NET_IPGRE",
+    "CONFIG_IPV6_GRE",
+    "CONFIG_NET_IPIP",
+    "CONFIG_IPV6_TUNNEL",
+    "CONFIG_INET_ESP",
+    "CONFIG_INET6_ESP",
+    "CONFIG_XFRM_INTERFACE",
+    "CONFIG_CRYPTO_GCM",
+)
+
+
+def missing_kernel_features() -> list[str]:
+    """Kernel options the demo needs that this kernel lacks ([] inside afbr's UML guest)."""
+    if os.environ.get("AFBR_IN_UML") == "1":
+        return []
+    config = Path("/proc/config.gz")
+    if not config.exists():
+        return ["/proc/config.gz (cannot tell)"]
+    text = gzip.decompress(config.read_bytes()).decode(errors="replace")
+    have = {line.split("=")[0] for line in text.splitlines() if line.endswith(("=y", "=m"))}
+    return [option for option in DEMO_KERNEL_OPTIONS if option not in have]
+
+
+def run_demo(*, keep: bool = False, as_json: bool = False, timeout: float = 150.0) -> int:
+    """Build the mesh, wait for it, ping every direction, print the summary, tear down."""
+
+    def say(text: str) -> None:
+        print(f"demo: {text}", file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="afbr-demo-"))
+    snapshot: dict[str, dict[str, object]] = {}
+    traffic: list[PingResult] = []
+    converged: float | None = None
+    error: str | None = None
+    demo = RunningDemo(workdir, say=say)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with demo:
+            demo.start_all()
+            say(f"waiting for the mesh (up to {timeout:.0f}s): sessions, routes, softwires")
+            converged = demo.wait_mesh(timeout)
+            say(f"mesh complete after {converged:.1f}s; pinging between all islands")
+            traffic = demo.ping_islands()
+            snapshot = demo.snapshot()
+            if keep:
+                _keep_running(demo, say)
+            say("tearing down")
+    except DemoError as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        error = "interrupted"
+        say("interrupted: tearing down")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    mesh = demo.mesh
+    if as_json:
+        body = summary_json(
+            mesh, snapshot, traffic, converged_after=converged, elapsed=elapsed, error=error
+        )
+        print(json.dumps(body, indent=2, default=str))
+    elif error is None:
+        print(render_summary(mesh, snapshot, traffic, converged_after=converged or 0.0,
+                             elapsed=elapsed))  # fmt: skip
+    if error is not None:
+        print(f"demo: FAILED: {error}", file=sys.stderr)
+        return 1
+    return 0 if traffic and all(r.ok for r in traffic) else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _keep_running(demo: RunningDemo, say: Say) -> None:
+    say(f"--keep: the mesh stays up; its files are in {demo.workdir}")
+    for name, daemon in demo.daemons.items():
+        say(f"  afbr status --socket {daemon.paths.control_socket}   # AFBR {name}")
+    for name, host in demo.hosts.items():
+        say(f"  ip netns exec {host.name} ...   # {name}")
+    say("press Ctrl-C to tear it down")
+    while True:
+        time.sleep(3600)
