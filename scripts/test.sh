@@ -21,7 +21,7 @@ else
     say "pytest on the host (everything but the kernel tests)"
     $VENV/python -m pytest -m "not kernel" "$@" || rc=$?
     say "pytest inside the UML kernel (kernel tests)"
-    AFBR_UML_PASS="AFBR_STRICT" lab/uml/run.sh --timeout 1800 -- \
+    AFBR_UML_PASS="AFBR_STRICT" lab/uml/run.sh --timeout 1800 --shards auto -- \
         $VENV/python -m pytest -p no:cacheprovider -m kernel "$@" || rc=$?
 fi
 say "finished in $(( $(date +%s) - start ))s, exit status $rc"

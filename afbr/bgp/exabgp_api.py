@@ -269,7 +269,8 @@ class ExabgpApiParser:
         return address
 
     def _attributes_of(self, attrs: Mapping[str, Any]) -> PathAttributes:
-        origin = _ORIGINS.get(attrs.get("origin", "igp"))
+        origin_name = attrs.get("origin", "igp")
+        origin = _ORIGINS.get(origin_name) if isinstance(origin_name, str) else None
         if origin is None:
             raise ExabgpApiError(ApiErrorReason.BAD_ATTRIBUTE, "origin")
         originator = attrs.get("originator-id")

@@ -76,8 +76,8 @@ class PathAttributes:
         object.__setattr__(self, "as_path_length", sum(s.path_length for s in self.as_path))
         # Hashed once: the RIB looks paths up by their attributes on every UPDATE.
         fields = (self.origin, self.as_path, self.local_pref, self.med, self.originator_id)
-        fields += (self.cluster_list, self.tunnel_encap, self.tunnel_encap_flags)
-        object.__setattr__(self, "_hash", hash(fields))
+        rest = (self.cluster_list, self.tunnel_encap, self.tunnel_encap_flags)
+        object.__setattr__(self, "_hash", hash((fields, rest)))
 
     def __hash__(self) -> int:
         return self._hash

@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from afbr.lab.demo_runner import missing_kernel_features, run_demo  # noqa: PLC0415
+    from afbr.lab.demo_main import missing_kernel_features, run_demo  # noqa: PLC0415
 
     missing = missing_kernel_features()
     if args.check_kernel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -79,6 +80,7 @@ class KernelSoftwires:
         self.rtnl = NetlinkPipe(socket.NETLINK_ROUTE, netns)
         self._genl: NetlinkPipe | None = None
         self._l2tp_family: int | None = None
+        self._deleted_l2tp: set[int] = set()
 
     def close(self) -> None:
         self.rtnl.close()
@@ -130,14 +132,12 @@ class KernelSoftwires:
         if l2tp is None:
             return []  # no L2TP in this kernel: afbr cannot have made any
         sock, family = l2tp
-        ids: list[int] = []
-        for buffer in sock.dump(lambda seq: l2tp_wire.tunnel_dump(family, seq)):
-            for msg_type, _flags, _seq, payload in iter_messages(buffer):
-                if msg_type == family:
-                    attrs = parse_attrs(payload[GENLMSG.size :])
-                    if l2tp_wire.L2TP_ATTR_CONN_ID in attrs:
-                        ids.append(int.from_bytes(attrs[l2tp_wire.L2TP_ATTR_CONN_ID], "little"))
-        return ids
+        buffers = sock.dump(lambda seq: l2tp_wire.tunnel_dump(family, seq))
+        return [
+            _u32(attrs[l2tp_wire.L2TP_ATTR_CONN_ID])
+            for attrs in _genl_items(buffers, family)
+            if l2tp_wire.L2TP_ATTR_CONN_ID in attrs
+        ]
 
     # --- apply -----------------------------------------------------------------------------
 
@@ -149,6 +149,8 @@ class KernelSoftwires:
             elif isinstance(action, DeleteL2tpTunnel):
                 self._delete_l2tp(report, action.tunnel_id)
             elif isinstance(action, CreateLink):
+                if action.link.l2tp is not None and self._deleted_l2tp:
+                    self._wait_l2tp_gone()
                 self._create(report, action.link)
             elif isinstance(action, ConfigureLink):
                 self._configure(report, action)
@@ -198,13 +200,47 @@ class KernelSoftwires:
             report.conflicts.add(link.name)
 
     def _delete_l2tp(self, report: ApplyReport, tunnel_id: int) -> None:
+        """Delete an L2TP tunnel: its sessions first (synchronous in the kernel: the session id
+        and the l2tpeth device are free when it returns), then the tunnel (whose teardown the
+        kernel finishes later, in a work queue)."""
         l2tp = self._l2tp()
         if l2tp is None:
             return
         sock, family = l2tp
+        for session_id in self._l2tp_sessions(tunnel_id):
+            build = partial(
+                l2tp_wire.session_delete, family, tunnel_id=tunnel_id, session_id=session_id
+            )
+            code = sock.request(build)
+            if code and code not in GONE:
+                report.errors.append((f"delete L2TP session {tunnel_id:#x}/{session_id}", code))
         code = sock.request(lambda seq: l2tp_wire.tunnel_delete(family, seq, tunnel_id))
         if code and code not in GONE:
             report.errors.append((f"delete L2TP tunnel {tunnel_id:#x}", code))
+        self._deleted_l2tp.add(tunnel_id)
+
+    def _l2tp_sessions(self, tunnel_id: int) -> list[int]:
+        l2tp = self._l2tp()
+        if l2tp is None:
+            return []
+        sock, family = l2tp
+        found: list[int] = []
+        for attrs in _genl_items(
+            sock.dump(lambda seq: l2tp_wire.session_dump(family, seq)), family
+        ):
+            conn = attrs.get(l2tp_wire.L2TP_ATTR_CONN_ID)
+            session = attrs.get(l2tp_wire.L2TP_ATTR_SESSION_ID)
+            if conn is not None and session is not None and _u32(conn) == tunnel_id:
+                found.append(_u32(session))
+        return found
+
+    def _wait_l2tp_gone(self, timeout: float = 3.0) -> None:
+        """Wait until deleted L2TP tunnels have left the kernel (their UDP sockets closed), so a
+        new tunnel can bind the same port."""
+        deadline = time.monotonic() + timeout
+        while self._deleted_l2tp & set(self._l2tp_tunnel_ids()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._deleted_l2tp.clear()
 
     def _configure(self, report: ApplyReport, action: ConfigureLink) -> None:
         link = action.link
@@ -235,6 +271,20 @@ class KernelSoftwires:
             if msg_type == RTM_DELROUTE and code in GONE:
                 continue
             report.errors.append((f"route {_show(routes[index][0])}", code))
+
+
+def _genl_items(buffers: list[bytes], family: int) -> list[dict[int, bytes]]:
+    """The attributes of each message of a generic-netlink family in dump buffers."""
+    return [
+        parse_attrs(payload[GENLMSG.size :])
+        for buffer in buffers
+        for msg_type, _flags, _seq, payload in iter_messages(buffer)
+        if msg_type == family
+    ]
+
+
+def _u32(data: bytes) -> int:
+    return int.from_bytes(data[:4], "little")
 
 
 def _show(key: RouteKey) -> str:

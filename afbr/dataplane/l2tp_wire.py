@@ -13,7 +13,7 @@ from afbr.dataplane.rtnl_wire import NLM_F_ACK, NLM_F_DUMP, attr, genl_message
 
 L2TP_GENL_NAME = "l2tp"
 L2TP_CMD_TUNNEL_CREATE, L2TP_CMD_TUNNEL_DELETE, L2TP_CMD_TUNNEL_GET = 1, 2, 4
-L2TP_CMD_SESSION_CREATE = 5
+L2TP_CMD_SESSION_CREATE, L2TP_CMD_SESSION_DELETE, L2TP_CMD_SESSION_GET = 5, 6, 8
 L2TP_ATTR_PW_TYPE, L2TP_ATTR_ENCAP_TYPE, L2TP_ATTR_L2SPEC_TYPE = 1, 2, 5
 L2TP_ATTR_PROTO_VERSION, L2TP_ATTR_IFNAME = 7, 8
 L2TP_ATTR_CONN_ID, L2TP_ATTR_PEER_CONN_ID = 9, 10
@@ -71,3 +71,12 @@ def tunnel_delete(family_id: int, seq: int, tunnel_id: int) -> bytes:
 
 def tunnel_dump(family_id: int, seq: int) -> bytes:
     return genl_message(family_id, L2TP_CMD_TUNNEL_GET, NLM_F_DUMP, seq, b"")
+
+
+def session_delete(family_id: int, seq: int, *, tunnel_id: int, session_id: int) -> bytes:
+    data = _u32(L2TP_ATTR_CONN_ID, tunnel_id) + _u32(L2TP_ATTR_SESSION_ID, session_id)
+    return genl_message(family_id, L2TP_CMD_SESSION_DELETE, NLM_F_ACK, seq, data)
+
+
+def session_dump(family_id: int, seq: int) -> bytes:
+    return genl_message(family_id, L2TP_CMD_SESSION_GET, NLM_F_DUMP, seq, b"")

@@ -88,49 +88,69 @@ def derive_desired(paths: Iterable[RemotePath], policy: LocalEncapPolicy) -> Des
     by_endpoint: dict[IPAddress, list[RemotePath]] = defaultdict(list)
     for path in paths:
         by_endpoint[path.endpoint].append(path)
-    claimed: set[EncapKind] = set()
-    tunnels: dict[str, TunnelSpec] = {}
-    routes: dict[IPNetwork, RouteSpec] = {}
-    unusable: list[RemotePath] = []
-    sources: dict[str, tuple[IPNetwork, ...]] = {}
+    state = _Derivation(policy)
     for endpoint in sorted(by_endpoint, key=_address_key):
-        endpoint_paths = sorted(by_endpoint[endpoint], key=lambda p: _network_key(p.prefix))
-        local = local_address(policy, endpoint)
-        excluded = _excluded_kinds(policy, endpoint_paths, claimed)
-        chosen: dict[IPNetwork, EncapOffer] = {}
-        receive: dict[EncapKind, EncapOffer] = {}
-        for path in endpoint_paths:
-            offers = common_offers(path.encaps, policy, excluded)
-            if local is None or not offers:
-                unusable.append(path)
-                continue
-            chosen[path.prefix] = offers[0]
-            for offer in offers:
-                receive.setdefault(offer.kind, offer)
-        if local is None or not receive:
-            continue
-        claimed.update(receive)
-        families = frozenset(prefix.version for prefix in chosen)
-        advertised = tuple(sorted(chosen, key=_network_key))
-        offers_used = set(chosen.values()) | set(receive.values())
-        for offer in offers_used:
-            spec = _tunnel_spec(policy, local, endpoint, offer, families)
-            tunnels[spec.name] = spec
-            sources[spec.name] = advertised
-        for prefix, offer in chosen.items():
-            routes[prefix] = RouteSpec(prefix, tunnel_name(endpoint, offer))
-    ordered = tuple(tunnels[name] for name in sorted(tunnels))
+        state.add_endpoint(endpoint, by_endpoint[endpoint])
+    ordered = tuple(state.tunnels[name] for name in sorted(state.tunnels))
+    state.routes.sort(key=lambda keyed: keyed[0])
+    state.unusable.sort(key=lambda p: (_address_key(p.endpoint), _network_key(p.prefix)))
     return DesiredState(
         tunnels=ordered,
-        routes=tuple(routes[p] for p in sorted(routes, key=_network_key)),
-        filters=_filters(policy, by_endpoint, sources),
+        routes=tuple(route for _key, route in state.routes),
+        filters=_filters(policy, by_endpoint, state.sources),
         ipsec=_ipsec_needs(policy, ordered),
-        unusable=tuple(unusable),
+        unusable=tuple(state.unusable),
     )
 
 
+class _Derivation:
+    """The state derive_desired accumulates, endpoint by endpoint (lowest address first)."""
+
+    def __init__(self, policy: LocalEncapPolicy) -> None:
+        self.policy = policy
+        self.claimed: set[EncapKind] = set()
+        self.tunnels: dict[str, TunnelSpec] = {}
+        self.routes: list[tuple[tuple[int, int, int], RouteSpec]] = []  # best paths: one per prefix
+        self.unusable: list[RemotePath] = []
+        self.sources: dict[str, tuple[IPNetwork, ...]] = {}
+
+    def add_endpoint(self, endpoint: IPAddress, paths: list[RemotePath]) -> None:
+        policy = self.policy
+        encap_sets = {path.encaps for path in paths}
+        if len(encap_sets) > 1:  # which offer of a kind wins depends on order: fix it
+            paths = sorted(paths, key=lambda p: _network_key(p.prefix))
+        local = local_address(policy, endpoint)
+        excluded = _excluded_kinds(policy, encap_sets, self.claimed)
+        common = {encaps: common_offers(encaps, policy, excluded) for encaps in encap_sets}
+        chosen: list[tuple[tuple[int, int, int], IPNetwork, EncapOffer]] = []
+        receive: dict[EncapKind, EncapOffer] = {}
+        for path in paths:
+            offers = common[path.encaps]
+            if local is None or not offers:
+                self.unusable.append(path)
+                continue
+            chosen.append((_network_key(path.prefix), path.prefix, offers[0]))
+            for offer in offers:
+                receive.setdefault(offer.kind, offer)
+        if local is None or not receive:
+            return
+        self.claimed.update(receive)
+        chosen.sort(key=lambda item: item[0])
+        families = frozenset(key[0] for key, _prefix, _offer in chosen)
+        advertised = tuple(prefix for _key, prefix, _offer in chosen)
+        names: dict[EncapOffer, str] = {}
+        for offer in {item[2] for item in chosen} | set(receive.values()):
+            spec = _tunnel_spec(policy, local, endpoint, offer, families)
+            names[offer] = spec.name
+            self.tunnels[spec.name] = spec
+            self.sources[spec.name] = advertised
+        self.routes.extend((key, RouteSpec(prefix, names[offer])) for key, prefix, offer in chosen)
+
+
 def _excluded_kinds(
-    policy: LocalEncapPolicy, paths: list[RemotePath], claimed: set[EncapKind]
+    policy: LocalEncapPolicy,
+    encap_sets: set[tuple[EncapOffer, ...]],
+    claimed: set[EncapKind],
 ) -> frozenset[EncapKind]:
     """Kinds this endpoint may not use: L2TPv3 when another endpoint has it, and of the two
     L2TPv3 transports the one it does not prefer (one session id, one remote)."""
@@ -138,8 +158,8 @@ def _excluded_kinds(
         return L2TP_KINDS
     ranked = [
         offer.kind
-        for path in paths
-        for offer in common_offers(path.encaps, policy, frozenset())
+        for encaps in encap_sets
+        for offer in common_offers(encaps, policy, frozenset())
         if offer.kind in L2TP_KINDS
     ]
     if not ranked:

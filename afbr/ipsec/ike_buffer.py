@@ -8,6 +8,7 @@ from afbr.ipsec.ike_errors import IkeDecodeError, IkeTruncatedError
 
 _UINT16 = struct.Struct("!H")
 _UINT32 = struct.Struct("!I")
+_GENERIC_HEADER = struct.Struct("!BBH")
 
 
 class IkeBuffer:
@@ -62,6 +63,16 @@ class IkeBuffer:
         self._pos = pos + 4
         value: int = _UINT32.unpack_from(self._data, pos)[0]
         return value
+
+    def pull_generic_header(self) -> tuple[int, int, int]:
+        """Two octets and a 16-bit length: the shape of payload, proposal and transform
+        headers (RFC 7296 §3.2, §3.3.1, §3.3.2)."""
+        pos = self._pos
+        if pos + 4 > len(self._data):
+            raise IkeTruncatedError(f"truncated: need 4 bytes, have {self.remaining()}")
+        self._pos = pos + 4
+        fields: tuple[int, int, int] = _GENERIC_HEADER.unpack_from(self._data, pos)
+        return fields
 
     def pull_uint64(self) -> int:
         value: int = struct.unpack("!Q", self.pull_bytes(8))[0]

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from afbr.ipsec.ike_constants import NotifyType
@@ -75,10 +76,11 @@ def generate_keypair(group: DhGroup, random: RandomSource) -> DhKeyPair:
     if group == DhGroup.ECP_256:
         scalar = int.from_bytes(random(40), "big") % (_P256_ORDER - 1) + 1
         ec_key = ec.derive_private_key(scalar, ec.SECP256R1())
-        numbers = ec_key.public_key().public_numbers()
+        point = ec_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
         # RFC 5903 §7: the KE data is x | y, without the point-format octet
-        point = numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
-        return DhKeyPair(group, point, ec_key)
+        return DhKeyPair(group, point[1:], ec_key)
     if group == DhGroup.MODP_2048:
         # 256-bit exponent: twice the group's ~112-bit strength (RFC 3526 §8, NIST SP 800-57);
         # plain modular arithmetic, since `cryptography` deprecates finite-field DH

@@ -193,15 +193,16 @@ class IkeDispatcher:
         if half_open >= self.half_open_limit:
             self.counters.count(BadInput.HALF_OPEN_LIMIT, now, f"from {addr}")
             return
-        try:
-            message = decode_message(data)
-        except IkeError as exc:
-            self.counters.count(classify(exc), now, str(exc))
-            return
-        if half_open >= self.cookie_threshold and not self._cookie_ok(message, addr):
-            self.counters.count(BadInput.COOKIE_REQUIRED, now, f"from {addr}")
-            self._send_cookie(message, addr, local, now)
-            return
+        if half_open >= self.cookie_threshold:  # RFC 7296 §2.6: stateless until proven
+            try:
+                message = decode_message(data)
+            except IkeError as exc:
+                self.counters.count(classify(exc), now, str(exc))
+                return
+            if not self._cookie_ok(message, addr):
+                self.counters.count(BadInput.COOKIE_REQUIRED, now, f"from {addr}")
+                self._send_cookie(message, addr, local, now)
+                return
         config = self.config_for(addr)
         if config is None:
             self.counters.count(BadInput.UNKNOWN_PEER, now, f"IKE_SA_INIT from {addr}")

@@ -22,11 +22,12 @@ def request_child_delete(sa: IkeSa, inbound_spi: int, now: float, reason: str = 
         return (DeletePayload(ProtocolId.ESP, (inbound_spi.to_bytes(4, "big"),)),)
 
     def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
-        gone = sa.children.pop(inbound_spi, None)
-        if gone is not None:
-            sa.emit(ChildSaDeleted(sa.id, gone.inbound_spi, gone.outbound_spi, reason))
+        holder = sa.holder_of(inbound_spi)  # the IKE SA may have been rekeyed meanwhile
+        gone = holder.children.pop(inbound_spi, None) if holder is not None else None
+        if holder is not None and gone is not None:
+            holder.emit(ChildSaDeleted(holder.id, gone.inbound_spi, gone.outbound_spi, reason))
 
-    sa.queue_request(PendingRequest(ExchangeType.INFORMATIONAL, build, on_response), now)
+    sa.queue_request(PendingRequest(ExchangeType.INFORMATIONAL, build, on_response, True), now)
 
 
 def request_ike_delete(sa: IkeSa, now: float, reason: str = "deleted") -> None:
@@ -70,6 +71,9 @@ def handle_informational(
         if not isinstance(payload, DeletePayload):
             continue
         if payload.protocol == ProtocolId.IKE:
+            if sa.ike_collision is not None and sa.superseded_at is None:
+                # RFC 7296 §2.8.2: the peer never saw our rekey; its new SA is the survivor
+                sa.hand_over_children(sa.ike_collision, now)
             sa.close("deleted by peer", now)  # RFC 7296 §1.4.1: answer with an empty message
             return ()
         if payload.protocol != ProtocolId.ESP:

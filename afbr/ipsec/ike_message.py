@@ -139,9 +139,8 @@ def pull_payload_chain(buf: IkeBuffer, first: int) -> tuple[Payload, ...]:
     payloads: list[Payload] = []
     current = first
     while current != PayloadType.NONE:
-        next_type = buf.pull_uint8()
-        critical = bool(buf.pull_uint8() & 0x80)
-        length = buf.pull_uint16()
+        next_type, flags, length = buf.pull_generic_header()
+        critical = bool(flags & 0x80)
         if length < 4:
             raise IkeDecodeError(f"payload length {length}")
         body = buf.pull_block(length - 4)

@@ -223,9 +223,7 @@ def push_header(buf: IkeBuffer, header: IkeHeader, length: int) -> None:
 
 # -- SA payload ----------------------------------------------------------------------------------
 def pull_transform(buf: IkeBuffer) -> Transform:
-    transform_type = buf.pull_uint8()
-    buf.pull_uint8()
-    transform_id = buf.pull_uint16()
+    transform_type, _, transform_id = buf.pull_generic_header()
     key_length = None
     while not buf.eof():
         attr_type = buf.pull_uint16()
@@ -255,16 +253,12 @@ def push_transform(buf: IkeBuffer, transform: Transform, last: bool) -> None:
 
 
 def pull_proposal(buf: IkeBuffer) -> Proposal:
-    number = buf.pull_uint8()
-    protocol = buf.pull_uint8()
-    spi_size = buf.pull_uint8()
-    count = buf.pull_uint8()
+    number, protocol, spi_and_count = buf.pull_generic_header()
+    spi_size, count = spi_and_count >> 8, spi_and_count & 0xFF
     spi = buf.pull_bytes(spi_size)
     transforms = []
     for index in range(count):
-        last = buf.pull_uint8()
-        buf.pull_uint8()
-        length = buf.pull_uint16()
+        last, _, length = buf.pull_generic_header()
         if length < 8:
             raise IkeDecodeError("transform shorter than its header")
         transforms.append(pull_transform(buf.pull_block(length - 4)))
@@ -293,9 +287,7 @@ def push_proposal(buf: IkeBuffer, proposal: Proposal, last: bool) -> None:
 def pull_sa(buf: IkeBuffer) -> SaPayload:
     proposals = []
     while not buf.eof():
-        last = buf.pull_uint8()
-        buf.pull_uint8()
-        length = buf.pull_uint16()
+        last, _, length = buf.pull_generic_header()
         if length < 8:
             raise IkeDecodeError("proposal shorter than its header")
         proposals.append(pull_proposal(buf.pull_block(length - 4)))
@@ -323,15 +315,18 @@ def pull_ts(buf: IkeBuffer, payload_type: PayloadType) -> TsPayload:
     buf.pull_bytes(3)
     selectors = []
     for _ in range(count):
-        ts_type = buf.pull_uint8()
-        ip_protocol = buf.pull_uint8()
-        length = buf.pull_uint16()
+        ts_type, ip_protocol, length = buf.pull_generic_header()
         if ts_type not in _TS_ADDRESS_SIZE or length != 8 + 2 * _TS_ADDRESS_SIZE[ts_type]:
             raise IkeDecodeError(f"traffic selector type {ts_type} length {length}")
         start_port = buf.pull_uint16()
         end_port = buf.pull_uint16()
-        start = ipaddress.ip_address(buf.pull_bytes(_TS_ADDRESS_SIZE[ts_type]))
-        end = ipaddress.ip_address(buf.pull_bytes(_TS_ADDRESS_SIZE[ts_type]))
+        make = (
+            ipaddress.IPv4Address
+            if ts_type == TrafficSelectorType.TS_IPV4_ADDR_RANGE
+            else (ipaddress.IPv6Address)
+        )
+        start = make(buf.pull_bytes(_TS_ADDRESS_SIZE[ts_type]))
+        end = make(buf.pull_bytes(_TS_ADDRESS_SIZE[ts_type]))
         selectors.append(TrafficSelector(start, end, ip_protocol, start_port, end_port))
     buf.expect_end()
     return TsPayload(payload_type, tuple(selectors))

@@ -40,8 +40,14 @@ from afbr.ipsec.ike_proposals import (
 from afbr.ipsec.ike_sa import REQUEST_HANDLERS, IkeSa, IkeState, PendingRequest
 from afbr.ipsec.ike_setup import NONCE_LENGTH
 
-TEMPORARY_FAILURE_RETRY = 2.0  # seconds before retrying a rekey the peer put off
+TEMPORARY_FAILURE_RETRY = 2.0  # mean seconds before retrying a rekey the peer put off
 MAX_CHILD_SAS = 16  # per IKE SA; route-based afbr needs one (plus one while rekeying)
+
+
+def retry_delay(sa: IkeSa) -> float:
+    """RFC 7296 §2.25: retry after a random delay, so two ends refusing each other's rekeys
+    (TEMPORARY_FAILURE both ways) fall out of step instead of colliding forever."""
+    return TEMPORARY_FAILURE_RETRY * (0.25 + 1.5 * sa.random(1)[0] / 255)
 
 
 @dataclass(slots=True)
@@ -100,7 +106,8 @@ def request_new_child(
     def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
         _child_response(sa, message, request, suites, now)
 
-    sa.queue_request(PendingRequest(ExchangeType.CREATE_CHILD_SA, build, on_response), now)
+    request_item = PendingRequest(ExchangeType.CREATE_CHILD_SA, build, on_response, True)
+    sa.queue_request(request_item, now)
 
 
 def _group_or_none(group: DhGroup) -> DhGroup | None:
@@ -142,12 +149,12 @@ def _child_response(
         return
     if error is not None and old is not None:
         if error.notify_type == NotifyType.CHILD_SA_NOT_FOUND:
-            sa.children.pop(old.inbound_spi, None)
-            sa.emit(ChildSaDeleted(sa.id, old.inbound_spi, old.outbound_spi, "peer lost it"))
+            if sa.children.pop(old.inbound_spi, None) is not None:
+                sa.emit(ChildSaDeleted(sa.id, old.inbound_spi, old.outbound_spi, "peer lost it"))
             return
         if old.state == ChildState.REKEYING:
             old.state = ChildState.INSTALLED  # RFC 7296 §2.25: try again a bit later
-            old.rekey_at = now + TEMPORARY_FAILURE_RETRY
+            old.rekey_at = now + retry_delay(sa)
         if error.notify_type == NotifyType.TEMPORARY_FAILURE:
             return
     try:
@@ -189,7 +196,7 @@ def request_ike_rekey(sa: IkeSa, now: float) -> None:
     if sa.superseded_at is not None:
         return
     if any(c.state == ChildState.REKEYING for c in sa.children.values()):
-        sa.rekey_at = now + TEMPORARY_FAILURE_RETRY  # one rekey at a time
+        sa.rekey_at = now + retry_delay(sa)  # one rekey at a time
         return
     sa.ike_rekeying = True
     suite = sa.suite
@@ -204,7 +211,7 @@ def request_ike_rekey(sa: IkeSa, now: float) -> None:
     def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
         sa.ike_rekeying = False
         if message.error_notify() is not None:
-            sa.rekey_at = now + TEMPORARY_FAILURE_RETRY
+            sa.rekey_at = now + retry_delay(sa)
             return
         sa_payload = message.first(PayloadType.SA)
         peer_nonce, ke = _ke_and_nonce(message)
@@ -233,8 +240,8 @@ def request_ike_rekey(sa: IkeSa, now: float) -> None:
             _move_children(sa, rival, now)
             new.delete(now)  # RFC 7296 §2.8.2: we made the redundant one, we delete it
             return
-        if rival is not None:
-            pass  # the rival is redundant: the peer made it and deletes it
+        if rival is not None:  # the rival is redundant: the peer made it and deletes it, or
+            rival.superseded_at = now  # we do after a grace period (its answer may be lost)
         _move_children(sa, new, now)
         request_ike_delete(sa, now, "rekeyed")
 
@@ -285,11 +292,7 @@ def successor(
 
 
 def _move_children(old: IkeSa, new: IkeSa, now: float) -> None:
-    new.children.update(old.children)
-    old.children.clear()
-    old.superseded_at = now
-    old.rekey_at = None
-    old.emit(IkeSaRekeyed(old.id, new.id, new))
+    old.hand_over_children(new, now)
 
 
 # -- the peer's requests -------------------------------------------------------------------------
@@ -364,8 +367,10 @@ def _answer_ike_rekey(
         )
     if len(proposal.spi) != 8:
         raise IkeError("IKE SPI of wrong size", NotifyType.INVALID_SYNTAX)
-    if any(c.state == ChildState.REKEYING for c in sa.children.values()):
-        raise IkeError("CHILD SA rekey in progress", NotifyType.TEMPORARY_FAILURE)
+    if any(c.state == ChildState.REKEYING for c in sa.children.values()) or (
+        sa.outstanding is not None and not sa.ike_rekeying
+    ):  # RFC 7296 §2.25.2: finish what is under way first
+        raise IkeError("another exchange in progress", NotifyType.TEMPORARY_FAILURE)
     dh = generate_keypair(suite.dh_group, sa.random)
     our_spi = sa.random(8)
     our_nonce = sa.random(NONCE_LENGTH)
@@ -387,4 +392,11 @@ def _answer_ike_rekey(
     return (SaPayload((answer,)), NoncePayload(our_nonce), KePayload(dh.group, dh.public))
 
 
+def refuse_while_deleting(
+    sa: IkeSa, message: IkeMessage, addr: Address, now: float
+) -> tuple[Payload, ...]:
+    raise IkeError("IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE)  # RFC 7296 §2.25
+
+
 REQUEST_HANDLERS[(IkeState.ESTABLISHED, ExchangeType.CREATE_CHILD_SA)] = handle_create_child
+REQUEST_HANDLERS[(IkeState.DELETING, ExchangeType.CREATE_CHILD_SA)] = refuse_while_deleting

@@ -90,6 +90,7 @@ class PendingRequest:
     exchange: ExchangeType
     build: Callable[[IkeSa, float], tuple[Payload, ...] | None]  # None: nothing to send now
     on_response: ResponseHandler
+    for_children: bool = False  # about CHILD SAs: follows them to the successor IKE SA
 
 
 # (state, exchange) -> handler for the peer's requests; filled by ike_exchanges
@@ -165,7 +166,10 @@ class IkeSa:
         self.ike_collision: IkeSa | None = None  # the peer's rekey of it, during a collision
         self.child_collisions: dict[int, ChildSa] = {}  # old inbound SPI -> peer's new CHILD SA
         self.initial_contact = False  # the peer's IKE_AUTH said INITIAL_CONTACT (§2.4)
-        self.superseded_at: float | None = None  # rekeyed: waits for its delete (RFC 7296 §2.18)
+        self.superseded_at: float | None = None  # rekeyed: waits for its delete (§2.18)
+        self.successor: IkeSa | None = None  # the IKE SA our CHILD SAs moved to
+        self.keep_child = True  # initiator re-creates a CHILD SA when none is left
+        self.child_retry_at = now
         self.closed_reason = ""
         self.last_request_data = b""
         self._events: deque[IkeEvent] = deque()
@@ -313,6 +317,8 @@ class IkeSa:
         request_ike_rekey(self, now)
 
     def delete_child(self, inbound_spi: int, now: float) -> None:
+        """Delete one CHILD SA; the IKE SA then no longer re-creates a missing CHILD SA."""
+        self.keep_child = False
         from afbr.ipsec.ike_informational import request_child_delete  # noqa: PLC0415
 
         request_child_delete(self, inbound_spi, now)
@@ -328,6 +334,29 @@ class IkeSa:
         from afbr.ipsec.ike_informational import request_liveness  # noqa: PLC0415
 
         request_liveness(self, now)
+
+    def hand_over_children(self, new: IkeSa, now: float) -> None:
+        """IKE SA rekeyed (RFC 7296 §2.18): CHILD SAs and the requests about them move to
+        `new`; this SA only waits for its delete."""
+        from afbr.ipsec.ike_events import IkeSaRekeyed  # noqa: PLC0415
+
+        new.children.update(self.children)
+        self.children.clear()
+        new.queue.extend(r for r in self.queue if r.for_children)
+        self.queue = deque(r for r in self.queue if not r.for_children)
+        self.superseded_at = now
+        self.successor = new
+        self.rekey_at = None
+        self.ike_collision = None
+        self.emit(IkeSaRekeyed(self.id, new.id, new))
+        new.send_next_request(now)
+
+    def holder_of(self, inbound_spi: int) -> IkeSa | None:
+        """This SA or the successor that now holds the CHILD SA with `inbound_spi`."""
+        sa: IkeSa | None = self
+        while sa is not None and inbound_spi not in sa.children:
+            sa = sa.successor
+        return sa
 
     def close(self, reason: str, now: float) -> None:
         """Forget the SA: CHILD SAs deleted (events), IkeSaDeleted, timers stop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 
@@ -60,9 +61,14 @@ NONCE_LENGTH = 32  # RFC 7296 §2.10: at least half the PRF key size, 16 bytes m
 MAX_INIT_RETRIES = 4  # COOKIE / INVALID_KE_PAYLOAD round trips before giving up
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed_address(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
 def nat_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
     """RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port)."""
-    packed = ipaddress.ip_address(addr[0]).packed
+    packed = _packed_address(addr[0])
     return hashlib.sha1(spi_i + spi_r + packed + addr[1].to_bytes(2, "big")).digest()  # noqa: S324
 
 

@@ -8,6 +8,7 @@ from afbr.ipsec.ike_events import ChildSaDeleted
 from afbr.ipsec.ike_sa import IkeSa, IkeState
 
 SUPERSEDED_GRACE = 30.0  # seconds a rekeyed IKE SA waits for the peer to delete it
+CHILD_RETRY = 30.0  # seconds between attempts to re-create a missing CHILD SA
 
 
 def next_deadline(sa: IkeSa) -> float | None:
@@ -28,6 +29,8 @@ def next_deadline(sa: IkeSa) -> float | None:
             deadlines.append(sa.last_sent + timers.nat_keepalive)
         if sa.rekey_at is not None:
             deadlines.append(sa.rekey_at)
+        if _wants_child(sa):
+            deadlines.append(sa.child_retry_at)
         for child in sa.children.values():
             deadlines.append(child.expire_at)
             if child.state == ChildState.INSTALLED:
@@ -78,7 +81,22 @@ def run_timers(sa: IkeSa, now: float) -> None:
     if sa.rekey_at is not None and now >= sa.rekey_at:
         sa.rekey_at = None
         sa.rekey(now)
+    if _wants_child(sa) and now >= sa.child_retry_at:
+        # the CHILD SA got lost (expired, refused, peer forgot it): the tunnel needs one
+        sa.child_retry_at = now + CHILD_RETRY
+        sa.create_child(now)
 
 
 def _closed(sa: IkeSa) -> bool:
     return sa.state == IkeState.CLOSED
+
+
+def _wants_child(sa: IkeSa) -> bool:
+    return (
+        sa.is_initiator
+        and sa.keep_child
+        and not sa.children
+        and sa.superseded_at is None
+        and sa.outstanding is None
+        and not sa.queue
+    )

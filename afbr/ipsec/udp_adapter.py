@@ -120,6 +120,7 @@ class IkeUdpAdapter:
             except OSError as exc:  # ICMP errors surface here; the core retransmits
                 log.debug("IKE socket %s: %s", endpoint.local, exc)
                 break
+            log.debug("IKE %d bytes %s <- %s", len(data), endpoint.local, addr[:2])
             self.dispatcher.receive_datagram(data, (addr[0], addr[1]), self.clock(), endpoint.local)
         self._flush()
 
@@ -129,6 +130,7 @@ class IkeUdpAdapter:
             self.send_errors += 1
             log.warning("no socket for %s -> %s", datagram.source, datagram.destination)
             return
+        log.debug("IKE %d bytes %s -> %s", len(datagram.data), endpoint.local, datagram.destination)
         try:
             endpoint.sock.sendto(datagram.data, datagram.destination)
         except OSError as exc:

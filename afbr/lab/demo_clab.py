@@ -23,12 +23,12 @@ from afbr.lab.demo_mesh import (
     Node,
     NodePaths,
     bgp_keys_text,
-    gobgp_config,
     ike_keys_text,
     ip_batch_lines,
     render_afbr_yaml,
     sysctl_settings,
 )
+from afbr.lab.demo_reflector import gobgp_config
 
 TOPOLOGY_FILE = "afbr-demo.clab.yml"
 IMAGE = "afbr-demo:latest"  # built by lab/demo/Dockerfile

@@ -78,10 +78,23 @@ def render_summary(
     elapsed: float,
 ) -> str:
     ok = sum(1 for r in traffic if r.ok)
+    without_sa = [
+        name
+        for name, node in snapshot.items()
+        if not (isinstance(node.get("sas"), list) and node["sas"])
+    ]
+    ipsec = (
+        "IPsec: SAs installed on every AFBR"
+        if not without_sa
+        else "IPsec: configured on, but no SA is installed on "
+        + ", ".join(without_sa)
+        + " (`afbr sas`): those softwires carry traffic unprotected"
+    )
     lines = [
         f"mesh: {len(mesh.afbrs)} AFBRs, route reflector {mesh.reflector.name} (GoBGP), "
         f"TCP-MD5 on every session, IPsec on; converged {converged_after:.1f}s after start",
         render_table(mesh_rows(mesh, snapshot)),
+        ipsec,
         "",
         "traffic (ping between the client hosts of every pair of islands of one family):",
         render_table(traffic_rows(traffic)) if traffic else "(none)",

@@ -11,65 +11,39 @@ ended and every namespace deleted when it closes, also on an error or Ctrl-C.  `
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import os
-import shutil
 import signal
+import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from afbr.daemon.control_socket import ControlClientError, request
 from afbr.lab.demo_mesh import (
-    ASN,
     Afbr,
     DemoKeys,
     DemoMesh,
     NodePaths,
     build_mesh,
-    gobgp_config,
     ip_batch_lines,
     sysctl_settings,
     write_afbr_files,
 )
-from afbr.lab.demo_report import render_summary, summary_json
+from afbr.lab.demo_reflector import DemoReflector
 from afbr.lab.demo_traffic import PingResult, ping_all
 from afbr.lab.netns import Host, Lab
-from afbr.lab.peers import GoBgp, PeerError
+from afbr.lab.peers import PeerError
 
 UP_STATES = frozenset({"up", "established"})
+STOP_TIMEOUT = 20.0  # seconds a stopping afbr gets before its process group is killed
 Say = Callable[[str], None]
 
 
 class DemoError(RuntimeError):
     """The demo could not be built or did not converge; the message says where and why."""
-
-
-class DemoReflector(GoBgp):
-    """GoBGP with the demo's dual-stack reflector config (afbr.lab.demo_mesh.gobgp_config)."""
-
-    def __init__(self, host: Host, workdir: Path, mesh: DemoMesh, keys: DemoKeys) -> None:
-        rr = mesh.reflector
-        super().__init__(
-            host, workdir, asn=ASN, router_id=rr.router_id,
-            local_address=str(rr.addresses[6]), neighbors=(),
-        )  # fmt: skip
-        self.mesh, self.keys = mesh, keys
-        self.unauthenticated: frozenset[str] = frozenset()
-
-    def config_text(self) -> str:
-        return gobgp_config(self.mesh, self.keys, unauthenticated=self.unauthenticated)
-
-    def restart(self, unauthenticated: Iterable[str] = ()) -> None:
-        """Start again with TCP-MD5 off for the named AFBRs (the audit tests)."""
-        self.unauthenticated = frozenset(unauthenticated)
-        self.stop()
-        self.start()
 
 
 @dataclass
@@ -78,11 +52,12 @@ class AfbrDaemon:
     host: Host
     paths: NodePaths
     log: Path
-    proc: object = None  # subprocess.Popen[bytes] while running
+    proc: subprocess.Popen[bytes] | None = None
+    md5: bool = True
+    ipsec: bool = True
 
     def running(self) -> bool:
-        poll = getattr(self.proc, "poll", None)
-        return poll is not None and poll() is None
+        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 25) -> str:
         if not self.log.exists():
@@ -163,7 +138,7 @@ class RunningDemo:
         base = self.workdir / name
         paths = NodePaths.workdir(base)
         write_afbr_files(self.mesh, afbr, self.keys, paths, base, md5=md5, ipsec=ipsec)
-        daemon = AfbrDaemon(afbr, self.hosts[name], paths, base / "afbr.log")
+        daemon = AfbrDaemon(afbr, self.hosts[name], paths, base / "afbr.log", md5=md5, ipsec=ipsec)
         with daemon.log.open("a") as log:
             log.write(f"--- afbr run -c {paths.config} (md5 {md5}, ipsec {ipsec})\n")
         argv = [sys.executable, "-m", "afbr", "run", "-c", str(paths.config)]
@@ -185,9 +160,22 @@ class RunningDemo:
         """SIGTERM: the control plane stops, forwarding stays in place (issue 6 item 1)."""
         daemon = self.daemons[name]
         proc = daemon.proc
-        if daemon.running() and proc is not None:
-            daemon.host.stop(proc)  # type: ignore[arg-type]
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the daemon only, as `kill PID` or systemd would
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=STOP_TIMEOUT)
+            daemon.host.stop(proc)  # whatever is left of its process group
         daemon.proc = None
+
+    def restore(self) -> None:
+        """Back to the demo as built: every afbr running on its own config, MD5 everywhere."""
+        if self.reflector is not None and self.reflector.unauthenticated:
+            self.reflector.reload(())
+        for name, daemon in self.daemons.items():
+            if daemon.running() and daemon.md5 and daemon.ipsec:
+                continue
+            self.stop_afbr(name)
+            self.start_afbr(name)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -323,94 +311,3 @@ def _netns_processes(netns: str) -> Iterator[tuple[int, list[str]]]:
 
 def _tail(daemon: AfbrDaemon | None) -> str:
     return daemon.log_tail() if daemon is not None else "(never started)"
-
-
-# --- `afbr lab demo` ------------------------------------------------------------------------
-
-DEMO_KERNEL_OPTIONS = (
-    "CONFIG_NET_IPGRE",
-    "CONFIG_IPV6_GRE",
-    "CONFIG_NET_IPIP",
-    "CONFIG_IPV6_TUNNEL",
-    "CONFIG_INET_ESP",
-    "CONFIG_INET6_ESP",
-    "CONFIG_XFRM_INTERFACE",
-    "CONFIG_CRYPTO_GCM",
-)
-
-
-def missing_kernel_features() -> list[str]:
-    """Kernel options the demo needs that this kernel lacks ([] inside afbr's UML guest)."""
-    if os.environ.get("AFBR_IN_UML") == "1":
-        return []
-    config = Path("/proc/config.gz")
-    if not config.exists():
-        return ["/proc/config.gz (cannot tell)"]
-    text = gzip.decompress(config.read_bytes()).decode(errors="replace")
-    have = {line.split("=")[0] for line in text.splitlines() if line.endswith(("=y", "=m"))}
-    return [option for option in DEMO_KERNEL_OPTIONS if option not in have]
-
-
-def run_demo(*, keep: bool = False, as_json: bool = False, timeout: float = 150.0) -> int:
-    """Build the mesh, wait for it, ping every direction, print the summary, tear down."""
-
-    def say(text: str) -> None:
-        print(f"demo: {text}", file=sys.stderr, flush=True)
-
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="afbr-demo-"))
-    snapshot: dict[str, dict[str, object]] = {}
-    traffic: list[PingResult] = []
-    converged: float | None = None
-    error: str | None = None
-    demo = RunningDemo(workdir, say=say)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with demo:
-            demo.start_all()
-            say(f"waiting for the mesh (up to {timeout:.0f}s): sessions, routes, softwires")
-            converged = demo.wait_mesh(timeout)
-            say(f"mesh complete after {converged:.1f}s; pinging between all islands")
-            traffic = demo.ping_islands()
-            snapshot = demo.snapshot()
-            if keep:
-                _keep_running(demo, say)
-            say("tearing down")
-    except DemoError as exc:
-        error = str(exc)
-    except KeyboardInterrupt:
-        error = "interrupted"
-        say("interrupted: tearing down")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = time.monotonic() - started
-    mesh = demo.mesh
-    if as_json:
-        body = summary_json(
-            mesh, snapshot, traffic, converged_after=converged, elapsed=elapsed, error=error
-        )
-        print(json.dumps(body, indent=2, default=str))
-    elif error is None:
-        print(render_summary(mesh, snapshot, traffic, converged_after=converged or 0.0,
-                             elapsed=elapsed))  # fmt: skip
-    if error is not None:
-        print(f"demo: FAILED: {error}", file=sys.stderr)
-        return 1
-    return 0 if traffic and all(r.ok for r in traffic) else 1
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _keep_running(demo: RunningDemo, say: Say) -> None:
-    say(f"--keep: the mesh stays up; its files are in {demo.workdir}")
-    for name, daemon in demo.daemons.items():
-        say(f"  afbr status --socket {daemon.paths.control_socket}   # AFBR {name}")
-    for name, host in demo.hosts.items():
-        say(f"  ip netns exec {host.name} ...   # {name}")
-    say("press Ctrl-C to tear it down")
-    while True:
-        time.sleep(3600)

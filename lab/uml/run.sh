@@ -110,6 +110,7 @@ for pid in $pids; do
     wait "$pid" || uml_status=$?
     if [ -f "$guest/rc" ]; then
         rc=$(cat "$guest/rc")
+        case "$rc" in ''|*[!0-9]*) log "guest $i wrote a bad exit status '$rc'"; rc=1 ;; esac
     elif [ "$uml_status" -eq 124 ] || [ "$uml_status" -eq 137 ]; then
         log "guest $i was stopped by the timeout (${timeout_s}s)"
         rc=124

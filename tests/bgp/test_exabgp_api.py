@@ -218,6 +218,7 @@ ATTRS = [*UPDATE, "attribute"]
         (_mutate([*ATTRS, "attribute-0x17-0xE0"], "0xabc"), ApiErrorReason.BAD_ATTRIBUTE),
         (_mutate([*ATTRS, "attribute-0x17-0xE0"], 12), ApiErrorReason.BAD_ATTRIBUTE),
         (_mutate([*ATTRS, "origin"], "bgp"), ApiErrorReason.BAD_ATTRIBUTE),
+        (_mutate([*ATTRS, "origin"], []), ApiErrorReason.BAD_ATTRIBUTE),
         (_mutate([*ATTRS, "local-preference"], "high"), ApiErrorReason.BAD_FIELD),
         (_mutate([*ATTRS, "local-preference"], 2**32), ApiErrorReason.BAD_FIELD),
         (_mutate([*ATTRS, "as-path"], {"0": {"value": [1]}}), ApiErrorReason.BAD_ATTRIBUTE),

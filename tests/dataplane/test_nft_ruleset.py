@@ -104,3 +104,12 @@ def test_applied_atomically_counters_kept_stale_objects_removed(lab: object) -> 
     assert after["bgp_from_unknown"].packets == dropped
     chains, _counters = fresh.existing()
     assert "decap_afbr0123456789b" not in chains
+
+
+def test_without_nft_objref_the_drops_count_inline_under_the_same_names() -> None:
+    script = render_ruleset(FILTERS, existing_counters=["spoof_afbrold"], named_counters=False)
+    assert "counter name" not in script
+    assert "\tcounter " not in script  # no counter objects declared
+    assert "delete counter inet afbr spoof_afbrold" in script
+    assert 'counter drop comment "spoof_afbr0123456789a"' in script
+    assert 'counter drop comment "tunnel_from_unknown"' in script

@@ -51,14 +51,20 @@ class Pair:
     """A (initiator, at ADDR_A) and B (responder, at ADDR_B); `pump` moves datagrams."""
 
     def __init__(
-        self, config_a: IkeConfig, config_b: IkeConfig, seed: int = 1, **dispatcher_args: int
+        self,
+        config_a: IkeConfig,
+        config_b: IkeConfig,
+        seed: int = 1,
+        addresses: tuple[tuple[str, int], tuple[str, int]] = (ADDR_A, ADDR_B),
+        **dispatcher_args: int,
     ) -> None:
         self.now = 1000.0
         self.a = Endpoint(
-            IkeDispatcher(lambda addr: config_a, seeded(seed), **dispatcher_args), ADDR_A
+            IkeDispatcher(lambda addr: config_a, seeded(seed), **dispatcher_args), addresses[0]
         )
         self.b = Endpoint(
-            IkeDispatcher(lambda addr: config_b, seeded(seed + 1000), **dispatcher_args), ADDR_B
+            IkeDispatcher(lambda addr: config_b, seeded(seed + 1000), **dispatcher_args),
+            addresses[1],
         )
         self.config_a = config_a
         self.wire: list[tuple[str, Datagram]] = []  # every datagram sent, in order
@@ -66,7 +72,7 @@ class Pair:
         self.nat_b_sees_a: tuple[str, int] | None = None  # rewrite A's source as B sees it
 
     def connect(self) -> IkeSa:
-        sa = self.a.dispatcher.connect(self.config_a, ADDR_A, ADDR_B, self.now)
+        sa = self.a.dispatcher.connect(self.config_a, self.a.address, self.b.address, self.now)
         self.pump()
         return sa
 

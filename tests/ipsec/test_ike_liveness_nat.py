@@ -158,3 +158,37 @@ def test_no_nat_stays_on_500() -> None:
     pair = Pair(*psk_configs())
     pair.connect()
     assert all(d.source[1] == 500 and d.data[:4] != b"\0\0\0\0" for _, d in pair.wire)
+
+
+def test_ipv6_outer_with_nat_detection() -> None:
+    from dataclasses import replace
+
+    a, b = psk_configs()
+    pair = Pair(
+        replace(a, force_udp_encapsulation=True),
+        b,
+        addresses=(("2001:db8::a", 500), ("2001:db8::b", 500)),
+    )
+    pair.connect()
+    child_a, child_b = pair.a.of_type(ChildSaEstablished)[0], pair.b.of_type(ChildSaEstablished)[0]
+    assert child_a.child.outbound.destination == "2001:db8::b"
+    assert child_b.child.udp_encapsulation == (4500, 4500)
+    assert child_a.child.outbound == child_b.child.inbound
+
+
+def test_lost_ike_sa_init_response_is_resent_from_the_cache() -> None:
+    pair = Pair(*psk_configs())
+    dropped: list[Datagram] = []
+
+    def drop_first_init_response(side: str, d: Datagram) -> bool:
+        if side == "b" and _exchange(d) == ExchangeType.IKE_SA_INIT and not dropped:
+            dropped.append(d)
+            return True
+        return False
+
+    pair.drop = drop_first_init_response
+    pair.connect()
+    pair.advance(3)
+    assert len(pair.a.of_type(ChildSaEstablished)) == 1
+    assert len(pair.b.dispatcher.sas) == 1  # the retransmission found the same half-open SA
+    assert pair.b.dispatcher.counters.totals[BadInput.REPLAYED] == 1

@@ -166,3 +166,24 @@ def test_pfs_rekey_suite_names_the_group_on_both_sides() -> None:
         (rekeyed,) = ep.of_type(ChildSaRekeyed)
         assert rekeyed.child.algorithms.dh_group is DhGroup.ECP_256  # the enum, not an int
         assert rekeyed.child.algorithms.describe().endswith("ECP_256")
+
+
+def test_frequent_rekeys_on_both_sides_stay_consistent() -> None:
+    """CHILD rekeys every ~5 s and IKE rekeys every ~7 s, timers on both ends (so rekeys
+    collide now and then): the two ends always agree, never more than a rekey's overlap."""
+    from afbr.ipsec import Timers
+
+    timers = Timers(child_rekey=5.0, child_lifetime=9.0, ike_rekey=7.0, rekey_jitter=0.3)
+    pair = Pair(*psk_configs(timers=timers))
+    pair.connect()
+    for _ in range(12):
+        pair.advance(5.0, step=0.25)
+        assert 1 <= len(_only_sa(pair.a).children) <= 2
+        assert 1 <= len(_only_sa(pair.b).children) <= 2
+    pair.advance(3.0, step=0.25)  # let the last deletes complete
+    _pairs_agree(pair)
+    for ep in (pair.a, pair.b):
+        assert len(ep.of_type(IkeSaRekeyed)) >= 6
+        assert len(ep.of_type(ChildSaRekeyed)) >= 8
+        assert not [e for e in ep.of_type(ChildSaDeleted) if e.reason == "expired"]
+        assert not [e for e in ep.of_type(IkeSaDeleted) if "unreachable" in e.reason]

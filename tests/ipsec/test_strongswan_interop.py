@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from test_strongswan_interop_lab import (
     A4,
     A6,
@@ -39,10 +41,13 @@ from afbr.ipsec import (
     IkeConfig,
     IkeSaDeleted,
     IkeSaEstablished,
+    KeyCredential,
     PeerTrust,
     PskCredential,
     Timers,
+    public_key_authenticator,
 )
+from afbr.ipsec.ike_auth import PrivateKey
 from afbr.ipsec.ike_proposals import ESP_AES_GCM_128, ESP_NULL_SHA256, IKE_AES_GCM_128
 from afbr.lab.netns import Host, Lab
 
@@ -132,20 +137,23 @@ def test_afbr_responder_psk(
     side = CharonSide(local_ip=remote, remote_ip=local, esp_proposals=esp)
     node, charon = start(hosts, nodes, psk_config(), side)
     out = charon.initiate()
-    assert "established successfully" in out, out + charon.log()
+    assert "completed successfully" in out, out + charon.log()
     node.wait_for(ChildSaEstablished)
     assert_traffic(node, charon)
 
 
 def test_rekey_under_ping_loses_nothing(hosts: tuple[Host, Host], nodes: list[AfbrNode]) -> None:
     """strongSwan rekeys the CHILD SA every 4 s and afbr does too, under a 10/s ping."""
-    side = CharonSide(child_rekey_time="4s")
+    side = CharonSide(child_rekey_time="4s", child_life_time="20s")
     node, charon = start(hosts, nodes, psk_config(), side)
     sa = node.connect()
     child = node.wait_for(ChildSaEstablished)
     proc = node.host.popen("ping", "-n", "-c", "150", "-i", "0.1", "-I", A_IN4, B_IN4, stdout=-1)
-    node.wait_for(ChildSaRekeyed, timeout=10)  # strongSwan's rekey
-    node.wait_for(ChildSaDeleted, timeout=10)
+    try:
+        node.wait_for(ChildSaRekeyed, timeout=10)  # strongSwan's rekey
+        node.wait_for(ChildSaDeleted, timeout=10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{charon.log()}") from None
     installed = next(iter(node.installer.children))
     node.drive(lambda s, now: s.rekey_child(installed, now), sa)  # afbr's own rekey
     node.wait_for(ChildSaRekeyed, timeout=10)
@@ -175,3 +183,122 @@ def test_wrong_psk_establishes_nothing(hosts: tuple[Host, Host], nodes: list[Afb
     assert node.sas() == []
     assert kernel_sas(charon.host) == []
     assert all(not isinstance(e, ChildSaEstablished) for e in node.seen)
+
+
+def _pem_private(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _pem_public(key: PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def pubkey_setup(
+    afbr_key: PrivateKey, charon_key: PrivateKey, trusted: PrivateKey | None = None
+) -> tuple[IkeConfig, CharonSide, dict[str, bytes]]:
+    """afbr with `afbr_key`, charon with `charon_key`, both raw public keys (no PKI).
+
+    afbr pins charon's key and checks it against the RFC 5566 authenticator of `trusted`
+    (charon's own key unless a test wants a mismatch)."""
+    peer_pub = charon_key.public_key()
+    authenticator = public_key_authenticator((trusted or charon_key).public_key())
+    config = psk_config(
+        local_id=Identity.fqdn("a-pk.example"),
+        credential=KeyCredential(afbr_key),
+        peer_trust=PeerTrust(public_key=peer_pub, authenticator=authenticator),
+        remote_id=Identity.fqdn("b-pk.example"),
+    )
+    side = CharonSide(
+        local_auth="auth = pubkey\n            pubkeys = b.pub.pem\n            id = b-pk.example",
+        remote_auth="auth = pubkey\n            pubkeys = a.pub.pem\n            id = a-pk.example",
+    )
+    pem = {
+        "pubkey/a.pub.pem": _pem_public(afbr_key),
+        "pubkey/b.pub.pem": _pem_public(charon_key),
+        "private/b.pem": _pem_private(charon_key),
+    }
+    return config, side, pem
+
+
+def _ecdsa() -> PrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _rsa() -> PrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.mark.parametrize(
+    ("afbr_kind", "charon_kind", "afbr_initiates"),
+    [("ecdsa", "rsa", True), ("rsa", "ecdsa", False)],
+)
+def test_raw_public_keys(
+    hosts: tuple[Host, Host],
+    nodes: list[AfbrNode],
+    afbr_kind: str,
+    charon_kind: str,
+    afbr_initiates: bool,
+) -> None:
+    make = {"ecdsa": _ecdsa, "rsa": _rsa}
+    config, side, pem = pubkey_setup(make[afbr_kind](), make[charon_kind]())
+    node, charon = start(hosts, nodes, config, side, pem)
+    if afbr_initiates:
+        node.connect()
+    else:
+        out = charon.initiate()
+        assert "completed successfully" in out, out + charon.log()
+    established = node.wait_for(IkeSaEstablished)
+    assert str(established.remote_id) == "b-pk.example"
+    node.wait_for(ChildSaEstablished)
+    assert_traffic(node, charon)
+
+
+def test_mismatching_authenticator_establishes_nothing(
+    hosts: tuple[Host, Host], nodes: list[AfbrNode]
+) -> None:
+    """charon's key is valid but is not the one its BGP authenticator names (RFC 5619 §4.4.2)."""
+    config, side, pem = pubkey_setup(_ecdsa(), _ecdsa(), trusted=_ecdsa())
+    node, charon = start(hosts, nodes, config, side, pem)
+    out = charon.initiate()
+    assert "completed successfully" not in out
+    failed = node.wait_for(AuthenticationFailed, timeout=20)
+    assert "authenticator" in failed.reason
+    assert node.sas() == []
+    assert kernel_sas(charon.host) == []
+    assert ping(node.host, A_IN4, B_IN4, count=1)[1] == 0
+
+
+def test_udp_encapsulation_when_charon_fakes_a_nat(
+    hosts: tuple[Host, Host], nodes: list[AfbrNode]
+) -> None:
+    """strongSwan's `encap = yes` fakes a NAT: IKE floats to 4500 and ESP goes in UDP."""
+    node, charon = start(hosts, nodes, psk_config(), CharonSide(encap="yes"))
+    node.connect()
+    established = node.wait_for(IkeSaEstablished)
+    assert established.nat_detected
+    child = node.wait_for(ChildSaEstablished)
+    assert child.child.udp_encapsulation == (4500, 4500)
+    assert_traffic(node, charon)
+    assert all(s.encap == (4500, 4500) for s in node.sas())
+    assert all(s.encap == (4500, 4500) for s in kernel_sas(charon.host))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="IKEv2 core (H5): a responder answers from port 500 after the peer floated to 4500 "
+    "without a NAT (RFC 7296 §2.11: answer from where the request arrived)",
+)
+def test_afbr_responder_when_charon_floats_to_4500(
+    hosts: tuple[Host, Host], nodes: list[AfbrNode]
+) -> None:
+    node, charon = start(hosts, nodes, psk_config(), CharonSide(mobike="yes"))
+    out = charon.initiate()
+    assert "completed successfully" in out, out
+    node.wait_for(ChildSaEstablished, timeout=5)
+    assert_traffic(node, charon)

@@ -182,9 +182,11 @@ class CharonSide:
     esp_proposals: str = "aes128gcm16"
     rekey_time: str = "0"
     child_rekey_time: str = "0"
+    child_life_time: str = "1h"  # the kernel counts whole seconds: keep it well past rekey
     dpd_delay: str = "0"
     psk_hex: str = PSK_HEX
     encap: str = "no"
+    mobike: str = "no"  # yes: charon floats to 4500 after IKE_SA_INIT even without a NAT
 
     def swanctl_conf(self) -> str:
         return f"""connections {{
@@ -196,6 +198,7 @@ class CharonSide:
         rekey_time = {self.rekey_time}
         dpd_delay = {self.dpd_delay}
         encap = {self.encap}
+        mobike = {self.mobike}
         local {{
             {self.local_auth}
         }}
@@ -211,6 +214,7 @@ class CharonSide:
                 if_id_in = {CHARON_IF_ID}
                 if_id_out = {CHARON_IF_ID}
                 rekey_time = {self.child_rekey_time}
+                life_time = {self.child_life_time}
                 rand_time = 0
                 start_action = none
                 dpd_action = clear
@@ -233,7 +237,8 @@ class Charon:
 
     def __init__(self, host: Host, side: CharonSide, pem_files: dict[str, bytes]) -> None:
         self.host = host
-        self.dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"charon-{host.name}"
+        # not under /run: charon gets a fresh tmpfs there (TMPDIR is /run/tmp in the guest)
+        self.dir = Path("/tmp") / f"afbr-charon-{host.name}"
         (self.dir / "swanctl").mkdir(parents=True, exist_ok=True)
         (self.dir / "strongswan.conf").write_text(STRONGSWAN_CONF.format(d=self.dir))
         (self.dir / "swanctl" / "swanctl.conf").write_text(side.swanctl_conf())
@@ -251,7 +256,8 @@ class Charon:
         deadline = time.monotonic() + 30
         while not (self.dir / "charon.vici").exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"charon did not start: {self.log()}")
+                out = (self.dir / "stdout.log").read_text(errors="replace")
+                raise AssertionError(f"charon did not start: {out} {self.log()}")
             time.sleep(0.1)
         self.swanctl("--load-all", "--file", str(self.dir / "swanctl" / "swanctl.conf"))
 

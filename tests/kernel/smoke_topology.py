@@ -89,7 +89,7 @@ _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 def ping(host: Host, address: str, count: int = 3) -> PingResult:
     """Ping from a namespace; fail the test unless `count` replies arrive within 10 s."""
     proc = subprocess.run(
-        host.argv("ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-w", "10", address),
+        host.argv("ping", "-n", "-q", "-c", str(count), "-i", "0.1", "-w", "10", address),
         capture_output=True,
         text=True,
         timeout=30,
