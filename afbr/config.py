@@ -217,6 +217,7 @@ def _read_clients(
 ) -> tuple[IPNetwork, ...]:
     clients = r.mapping(top.get("clients"), "clients", ("prefixes",))
     prefixes: list[IPNetwork] = []
+    seen: set[IPNetwork] = set()  # large prefix sets: no quadratic duplicate check
     for path, item in r.items(clients, "clients", "prefixes"):
         try:
             prefix = to_network(item)
@@ -228,9 +229,10 @@ def _read_clients(
             r.problem(
                 path, str(prefix), f"client prefixes must not be IPv{core.family} (the core's)"
             )
-        elif prefix in prefixes:
+        elif prefix in seen:
             r.problem(path, str(prefix), "listed twice")
         else:
+            seen.add(prefix)
             prefixes.append(prefix)
     if not prefixes and not sidecar and not r.problems:
         r.problem("clients.prefixes", [], "an AFBR needs at least one client prefix to announce")
