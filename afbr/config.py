@@ -161,7 +161,7 @@ def _read_top(r: Reader, top: Mapping[str, object]) -> AfbrConfig | None:
     prefixes = _read_clients(r, top, core, role == "sidecar")
     bgp = _read_bgp(r, top, core)
     encap = _read_encap(r, r.mapping(top.get("encap"), "encap", _ENCAP_KEYS))
-    ipsec = _read_ipsec(r, r.mapping(top.get("ipsec"), "ipsec", _IPSEC_KEYS))
+    ipsec = _read_ipsec(r, r.mapping(top.get("ipsec"), "ipsec", _IPSEC_KEYS), role == "sidecar")
     logs = r.mapping(top.get("log"), "log", ("format", "level"))
     metrics = r.mapping(top.get("metrics"), "metrics", ("listen",))
     if router_id is None or asn is None or core is None or bgp is None:
@@ -291,15 +291,16 @@ def _read_encap(r: Reader, encap: Mapping[str, object]) -> EncapConfig:
     )
 
 
-def _read_ipsec(r: Reader, ipsec: Mapping[str, object]) -> IpsecConfig:
+def _read_ipsec(r: Reader, ipsec: Mapping[str, object], sidecar: bool) -> IpsecConfig:
+    """For a side-car this section is the mesh's policy to audit against: no keys needed."""
     d = IpsecConfig()
     auth = r.get(ipsec, "ipsec", "auth", to_choice("psk", "pubkey"), d.auth) or d.auth
     enabled = r.get(ipsec, "ipsec", "enabled", to_bool, d.enabled)
     keys_file = r.get(ipsec, "ipsec", "keys_file", to_str)
     private_key = r.get(ipsec, "ipsec", "private_key", to_str)
-    if enabled and auth == "psk" and keys_file is None:
+    if enabled and not sidecar and auth == "psk" and keys_file is None:
         r.problem("ipsec.keys_file", why="auth: psk needs a keys_file of pairwise keys")
-    if enabled and auth == "pubkey" and private_key is None:
+    if enabled and not sidecar and auth == "pubkey" and private_key is None:
         r.problem("ipsec.private_key", why="auth: pubkey needs this AFBR's private key file")
     return IpsecConfig(
         enabled=bool(enabled),

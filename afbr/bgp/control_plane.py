@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from afbr.bgp.exabgp_api import CommandAck, ExabgpApiParser
@@ -30,8 +31,14 @@ SNAPSHOT_FORMAT = 1
 class BgpControlPlane:
     """Parser + softwire RIB + local announcements, driven line by line."""
 
-    def __init__(self, config: BgpSessionConfig, decode: TunnelEncapDecoder | None = None) -> None:
+    def __init__(
+        self,
+        config: BgpSessionConfig,
+        decode: TunnelEncapDecoder | None = None,
+        observers: Sequence[Callable[[ApiEvent], None]] = (),
+    ) -> None:
         self.config = config
+        self.observers = tuple(observers)  # e.g. the side-car's mesh view: sees every event
         self.parser = ExabgpApiParser()
         self.rib = SoftwireRib(config.core_family, decode)
         self.advertised: dict[int, LocalAdvertisement] = local_advertisements(config)
@@ -39,6 +46,15 @@ class BgpControlPlane:
         self.acks: Counter[str] = Counter()
         self.shutdown = False
         self.generation = 0  # bumped whenever the RIB's best paths change
+
+    def startup_commands(self) -> list[str]:
+        """Ask established neighbors for their routes again (RFC 2918).
+
+        A plugin that ExaBGP respawned finds its sessions already up, and ExaBGP does not
+        replay what it received; a route refresh rebuilds the RIB.  With no session up yet
+        (the usual start) ExaBGP answers `error` and nothing is sent.
+        """
+        return ["announce route-refresh ipv4 unicast", "announce route-refresh ipv6 unicast"]
 
     def feed_line(self, line: str | bytes) -> list[str]:
         """Process one line from ExaBGP; return the commands to send it."""
@@ -51,6 +67,8 @@ class BgpControlPlane:
         return commands
 
     def apply(self, event: ApiEvent) -> list[str]:
+        for observe in self.observers:
+            observe(event)
         changed = self.rib.apply(event)
         if changed:
             self.pending_changes.update(changed)
@@ -96,20 +114,32 @@ class BgpControlPlane:
         return {**self._summary(now), "prefixes": prefixes}
 
     def snapshot_json(self, now: float) -> str:
-        """`snapshot(now)` as compact JSON text, each distinct path serialised once.
+        """`snapshot(now)` as compact JSON text."""
+        return "".join(self.snapshot_json_chunks(now))
 
-        Prefixes are safe to place in quotes as they are: the parser admits only
-        `[0-9A-Fa-f.:]+/n` (see exabgp_api).
+    def snapshot_json_chunks(self, now: float, batch: int = 10_000) -> Iterator[str]:
+        """`snapshot(now)` as JSON text in pieces (a file write each, so memory stays flat).
+
+        Each distinct path is serialised once.  Prefixes go in quotes as they are: the parser
+        admits only `[0-9A-Fa-f.:]+/n` (see exabgp_api).
         """
+        summary = json.dumps(self._summary(now), separators=(",", ":"))
+        yield summary[:-1] + ',"prefixes":{'
         fragments: dict[RibPath, str] = {}
-        parts = []
+        parts: list[str] = []
+        separator = ""
         for prefix, path in self.rib.best_paths():
             fragment = fragments.get(path)
             if fragment is None:
                 fragment = fragments[path] = json.dumps(describe_path(path), separators=(",", ":"))
             parts.append(f'"{prefix}":{fragment}')
-        summary = json.dumps(self._summary(now), separators=(",", ":"))
-        return f'{summary[:-1]},"prefixes":{{{",".join(parts)}}}}}'
+            if len(parts) >= batch:
+                yield separator + ",".join(parts)
+                separator = ","
+                parts.clear()
+        if parts:
+            yield separator + ",".join(parts)
+        yield "}}"
 
     def _summary(self, now: float) -> dict[str, Any]:
         return {

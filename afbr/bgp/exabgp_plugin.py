@@ -22,6 +22,9 @@ Command line (stable; other tools and tests start it this way)::
 
 - `--authenticator`: the RFC 5566 §4 IPsec Tunnel Authenticator (SHA-1 of the public key, hex)
   to attach to every advertised tunnel when IPsec is on.
+- At start it writes `announce route-refresh ipv4 unicast` and `... ipv6 unicast`: a plugin
+  that ExaBGP respawned gets the neighbors' routes again (ExaBGP answers `error` when no
+  session is up yet, the usual case).
 - SIGHUP re-reads the config and announces/withdraws the difference; SIGTERM or EOF on stdin
   writes a last dump and exits 0.  Logs go to stderr.
 
@@ -41,7 +44,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -59,12 +62,12 @@ def load_session_config(path: str, authenticator: bytes | None) -> BgpSessionCon
     return BgpSessionConfig.from_afbr_config(load_config(path), authenticator)
 
 
-def write_dump(path: Path, text: str) -> None:
+def write_dump(path: Path, chunks: Iterable[str]) -> None:
     """Write the snapshot atomically: readers see the old file or the new one."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+            handle.writelines(chunks)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
@@ -110,7 +113,7 @@ class PluginLoop:
 
     def dump(self) -> None:
         started = time.monotonic()
-        write_dump(self.dump_path, self.control.snapshot_json(time.time()))
+        write_dump(self.dump_path, self.control.snapshot_json_chunks(time.time()))
         cost = time.monotonic() - started
         self.dirty = False
         # At most one dump per interval, and dumps never take more than ~10% of the time.
@@ -238,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reload=config_reloader(args.config, authenticator),
     )
     signal.set_wakeup_fd(loop.wakeup_write)
+    loop.queue(loop.control.startup_commands())
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         loop.stop = True

@@ -19,13 +19,19 @@ What a path means for the softwire mesh:
 `apply` returns the prefixes whose best path changed in what forwarding uses (endpoint, next
 hop, attribute): a prefix whose best path moved to an identical copy from the other route
 reflector is not reported.
+
+Graceful Restart (RFC 4724 §4.2): `mark_stale` keeps every path (or one neighbor's) but marks
+it stale, nothing withdrawn; a path announced again is fresh (an identical one is no change);
+End-of-RIB from that neighbor for the family removes what is still stale, and `sweep_stale(now)`
+removes it when the restart time has passed without End-of-RIB.  Both return the prefixes
+that changed, as a withdraw does.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv6Address
@@ -43,6 +49,7 @@ from afbr.bgp.exabgp_events import (
     RouteAnnounce,
     RouteWithdraw,
 )
+from afbr.bgp.stale_paths import StalePaths
 from afbr.bgp.tunnel_encap import (
     ErrorHandling,
     Tunnel,
@@ -133,6 +140,7 @@ class SoftwireRib:
         self.counters: Counter[str] = Counter()
         self.end_of_rib: dict[str, set[Afi]] = {}  # neighbor -> families completed
         self.neighbors_up: set[str] = set()
+        self.stale = StalePaths()
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -154,13 +162,57 @@ class SoftwireRib:
         """Every neighbor that is up has sent End-of-RIB for both families (RFC 4724 §2)."""
         return all(self.end_of_rib.get(n, set()) >= {Afi.IPV4, Afi.IPV6} for n in self.neighbors_up)
 
+    # -- Graceful Restart (RFC 4724 §4.2) -----------------------------------------------------
+
+    def mark_stale(
+        self,
+        now: float | None,
+        restart_time: Callable[[str], float],
+        neighbor: str | None = None,
+    ) -> None:
+        """Keep the paths of every neighbor (or of `neighbor`) for forwarding, marked stale.
+
+        Their sessions are gone: those neighbors are no longer up.  `restart_time(n)` is how
+        long neighbor n's stale paths outlive a missing End-of-RIB; `now=None` starts that
+        clock at the next `sweep_stale`.  Nothing changes for forwarding.
+        """
+        marked: dict[tuple[str, Afi], list[str]] = {}
+        for prefix, paths in self._routes.items():
+            afi = Afi.IPV6 if ":" in prefix else Afi.IPV4
+            for path in paths:
+                if neighbor is None or path.neighbor == neighbor:
+                    marked.setdefault((path.neighbor, afi), []).append(prefix)
+        for (owner, afi), prefixes in marked.items():
+            self.stale.mark(owner, afi, prefixes, now, restart_time(owner))
+        if neighbor is None:
+            self.neighbors_up.clear()
+            self.end_of_rib.clear()
+        else:
+            self.neighbors_up.discard(neighbor)
+            self.end_of_rib.pop(neighbor, None)
+
+    def sweep_stale(self, now: float) -> list[str]:
+        """Remove the stale paths whose restart time ran out by `now`; the changed prefixes."""
+        changed: list[str] = []
+        for neighbor, prefixes in self.stale.expired(now):
+            changed += self._withdraw(neighbor, prefixes)
+        return list(dict.fromkeys(changed))
+
+    def next_stale_deadline(self) -> float | None:
+        """When `sweep_stale` next has work (None: no stale timer running)."""
+        return self.stale.next_deadline()
+
     # -- events -----------------------------------------------------------------------------
 
     def apply(self, event: ApiEvent) -> list[str]:
         """Apply one event; return the prefixes whose best path changed (forwarding view)."""
         if isinstance(event, RouteAnnounce):
+            if self.stale:
+                self.stale.refreshed(event.neighbor, event.afi, event.prefixes)
             return self._announce(event)
         if isinstance(event, RouteWithdraw):
+            if self.stale:
+                self.stale.refreshed(event.neighbor, event.afi, event.prefixes)
             return self._withdraw(event.neighbor, event.prefixes)
         if isinstance(event, NeighborUp):
             self.neighbors_up.add(event.neighbor)
@@ -169,10 +221,12 @@ class SoftwireRib:
         if isinstance(event, NeighborDown):
             self.neighbors_up.discard(event.neighbor)
             self.end_of_rib.pop(event.neighbor, None)
+            self.stale.forget(event.neighbor)
             return self._drop_neighbor(event.neighbor)
         if isinstance(event, EndOfRib):
             self.end_of_rib.setdefault(event.neighbor, set()).add(event.afi)
-            return []
+            # RFC 4724 §4.2: what the neighbor did not send again before End-of-RIB is gone.
+            return self._withdraw(event.neighbor, self.stale.end_of_rib(event.neighbor, event.afi))
         return []  # route refresh and shutdown do not change the RIB
 
     def _announce(self, event: RouteAnnounce) -> list[str]:
@@ -204,7 +258,7 @@ class SoftwireRib:
                 changed.append(prefix)
         return changed
 
-    def _withdraw(self, neighbor: str, prefixes: tuple[str, ...]) -> list[str]:
+    def _withdraw(self, neighbor: str, prefixes: Iterable[str]) -> list[str]:
         routes = self._routes
         changed: list[str] = []
         for prefix in prefixes:

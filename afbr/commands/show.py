@@ -35,6 +35,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "One line per remote AFBR: the IKE SA state, the CHILD SA SPIs and algorithms,\n"
         "packet counters and when it was last rekeyed.",
     ),
+    "mesh": (
+        "the whole mesh as a route-reflector side-car sees it",
+        "Every AFBR the side-car (role: sidecar) has heard of: its client prefixes, next\n"
+        "hops, tunnel types and IPsec Tunnel Authenticator, the prefixes two AFBRs claim,\n"
+        "and the audit findings (missing authenticator, wrong next-hop family, malformed\n"
+        "Tunnel Encapsulation attributes).",
+    ),
     "audit": (
         "check the RFC 5565 / RFC 5619 requirements against the running state",
         "Each requirement of RFC 5565 and RFC 5619 that applies to this AFBR, with pass or\n"

@@ -34,6 +34,7 @@ from afbr.bgp.exabgp_config import (
     write_private_file,
 )
 from afbr.bgp.keyfile import KeyRing, load_key_file
+from afbr.bgp.mesh_view import MeshView
 from afbr.bgp.session_config import BgpSessionConfig
 from afbr.config import AfbrConfig, load_config
 from afbr.daemon.control_socket import ControlServer, Handler
@@ -72,7 +73,16 @@ class AfbrDaemon:
         self.started = time.time()
         self.runtime_dir = self.config.state_dir / "run"
         self.bridge_path = self.runtime_dir / "exabgp-bridge.sock"
-        self.control_plane = BgpControlPlane(self._session_config(self.config))
+        # role: sidecar keeps the whole mesh's view, wrong parts included, and audits it.
+        self.mesh_view: MeshView | None = None
+        if self.config.role == "sidecar":
+            self.mesh_view = MeshView(
+                self.config.core.family,
+                require_authenticator=self.config.ipsec.enabled
+                and self.config.ipsec.auth == "pubkey",
+            )
+        observers = [self.mesh_view.apply] if self.mesh_view is not None else []
+        self.control_plane = BgpControlPlane(self._session_config(self.config), observers=observers)
         self.softwires: Softwires | None = None
         self.supervisor: Supervisor | None = None
         self.last_sync: dict[str, Any] = {}
@@ -183,6 +193,8 @@ class AfbrDaemon:
         if self._bridge_writer is not None:
             self._bridge_writer.close()
         self._bridge_writer = writer
+        # A respawned API process finds the sessions up: ask for the routes again.
+        await self._send(self.control_plane.startup_commands())
         try:
             while line := await reader.readline():
                 commands = self.control_plane.feed_line(line)
@@ -231,6 +243,7 @@ class AfbrDaemon:
             "routes": lambda _req: self.routes(),
             "sas": lambda _req: [],
             "audit": lambda _req: self.audit(),
+            "mesh": lambda _req: self.mesh(),
         }
 
     def status(self) -> dict[str, Any]:
@@ -279,7 +292,29 @@ class AfbrDaemon:
     def audit(self) -> list[dict[str, str]]:
         from afbr.daemon.audit import audit_running  # noqa: PLC0415 - keeps start-up light
 
-        return audit_running(self.config, self.status())
+        rows = audit_running(self.config, self.status())
+        if self.mesh_view is not None:
+            rows += [
+                {
+                    "requirement": f"mesh: AFBR {f['afbr']}",
+                    "rfc": f["rfc"],
+                    "status": "fail",
+                    "why": f["why"],
+                }
+                for f in self.mesh_view.audit()
+            ]
+        return rows
+
+    def mesh(self) -> dict[str, Any]:
+        """The side-car's view of every AFBR (an AFBR sees only its best paths: `routes`)."""
+        if self.mesh_view is None:
+            return {"role": self.config.role, "afbrs": {}, "conflicts": {}}
+        return {
+            "role": self.config.role,
+            "afbrs": self.mesh_view.afbrs(),
+            "conflicts": self.mesh_view.conflicts(),
+            "findings": self.mesh_view.audit(),
+        }
 
     def metrics(self) -> list[Metric]:
         status = self.status()
@@ -306,6 +341,27 @@ class AfbrDaemon:
                 "ExaBGP restarts.",
                 (({}, float(status["exabgp"]["restarts"])),),
             ),
+        ]
+
+    def _mesh_metrics(self) -> list[Metric]:
+        if self.mesh_view is None:
+            return []
+        summary = self.mesh_view.summary()
+        findings = tuple(({"finding": k}, float(v)) for k, v in summary["findings"].items())
+        return [
+            Metric(
+                "afbr_mesh_afbrs",
+                "gauge",
+                "AFBRs in the mesh view.",
+                (({}, float(summary["afbrs"])),),
+            ),
+            Metric(
+                "afbr_mesh_conflicts",
+                "gauge",
+                "Client prefixes claimed by two AFBRs.",
+                (({}, float(summary["conflicts"])),),
+            ),
+            Metric("afbr_mesh_findings_total", "counter", "Audit findings by kind.", findings),
         ]
 
     # -- helpers ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ not afbr's is reported and that device is left alone.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from afbr.dataplane.reconcile import (
     DeleteL2tpTunnel,
     DeleteLink,
     DeleteRoutes,
+    ModifyLink,
     ObservedState,
     ReplaceRoutes,
 )
@@ -45,6 +47,7 @@ from afbr.dataplane.rtnl_wire import (
     RTM_NEWROUTE,
     LinkInfo,
     RouteKey,
+    change_link,
     del_link,
     dump_links,
     dump_routes,
@@ -151,7 +154,9 @@ class KernelSoftwires:
             elif isinstance(action, CreateLink):
                 if action.link.l2tp is not None and self._deleted_l2tp:
                     self._wait_l2tp_gone()
-                self._create(report, action.link)
+                self._create(report, action.link, action.device)
+            elif isinstance(action, ModifyLink):
+                self._modify(report, action)
             elif isinstance(action, ConfigureLink):
                 self._configure(report, action)
             elif isinstance(action, DeleteRoutes):
@@ -175,29 +180,38 @@ class KernelSoftwires:
             report.errors.append((what, code))
         return code
 
-    def _create(self, report: ApplyReport, link: LinkPlan) -> None:
+    def _modify(self, report: ApplyReport, action: ModifyLink) -> None:
+        link = action.link
+        code = self.rtnl.request(
+            lambda seq: change_link(seq, action.index, link.kind, link.info_data, link.mtu)
+        )
+        if code:
+            report.errors.append((f"change {action.device} for {link.name}", code))
+            report.conflicts.add(action.device)
+
+    def _create(self, report: ApplyReport, link: LinkPlan, device: str) -> None:
         if link.l2tp is None:
             code = self._expect(
-                report, f"create {link.name}", (), new_link, link.name, link.kind,
+                report, f"create {device}", (), new_link, device, link.kind,
                 link.info_data, link.mtu,
             )  # fmt: skip
             if code:
-                report.conflicts.add(link.name)
+                report.conflicts.add(device)
             return
         l2tp = self._l2tp()
         if l2tp is None:
-            report.errors.append((f"create {link.name}: no L2TP in this kernel", errno.ENOENT))
-            report.conflicts.add(link.name)
+            report.errors.append((f"create {device}: no L2TP in this kernel", errno.ENOENT))
+            report.conflicts.add(device)
             return
         sock, family = l2tp
         plan = link.l2tp
         code = sock.request(lambda seq: l2tp_wire.tunnel_create(family, seq, plan))
         if code and code != errno.EEXIST:
-            report.errors.append((f"create L2TP tunnel {link.name}", code))
-        code = sock.request(lambda seq: l2tp_wire.session_create(family, seq, plan, link.name))
+            report.errors.append((f"create L2TP tunnel {device}", code))
+        code = sock.request(lambda seq: l2tp_wire.session_create(family, seq, plan, device))
         if code:
-            report.errors.append((f"create L2TP session {link.name}", code))
-            report.conflicts.add(link.name)
+            report.errors.append((f"create L2TP session {device}", code))
+            report.conflicts.add(device)
 
     def _delete_l2tp(self, report: ApplyReport, tunnel_id: int) -> None:
         """Delete an L2TP tunnel: its sessions first (synchronous in the kernel: the session id
@@ -243,20 +257,20 @@ class KernelSoftwires:
         self._deleted_l2tp.clear()
 
     def _configure(self, report: ApplyReport, action: ConfigureLink) -> None:
-        link = action.link
-        if link.name in report.conflicts:
+        link, device = action.link, action.device
+        if device in report.conflicts:
             return  # never tag a device we did not create
         l2tp = link.l2tp is not None
         address = L2TP_ETH_ADDRESS if l2tp and action.set_address else None
         if action.set_address:  # a fresh device, still down: no IPv6 autoconfiguration
-            self.rtnl.request(lambda seq: set_link_no_ipv6_addresses(seq, link.name))
+            self.rtnl.request(lambda seq: set_link_no_ipv6_addresses(seq, device))
         code = self.rtnl.request(
             lambda seq: set_link(
-                seq, link.name, alias=link.alias, mtu=link.mtu, noarp=l2tp, address=address
+                seq, device, alias=link.alias, mtu=link.mtu, noarp=l2tp, address=address
             )
         )
         if code:
-            report.errors.append((f"configure {link.name}", code))
+            report.errors.append((f"configure {device}", code))
 
     def _routes(
         self, report: ApplyReport, msg_type: int, flags: int, routes: list[tuple[RouteKey, int]]
@@ -288,6 +302,6 @@ def _u32(data: bytes) -> int:
 
 
 def _show(key: RouteKey) -> str:
-    version, dst, plen = key
-    family = socket.AF_INET if version == 4 else socket.AF_INET6
-    return f"{socket.inet_ntop(family, dst)}/{plen}"
+    version, address, plen = key
+    shown = ipaddress.IPv4Address(address) if version == 4 else ipaddress.IPv6Address(address)
+    return f"{shown}/{plen}"

@@ -78,12 +78,12 @@ class KernelPlan:
 
 
 def route_key(prefix: ipaddress.IPv4Network | ipaddress.IPv6Network) -> RouteKey:
-    return (prefix.version, prefix.network_address.packed, prefix.prefixlen)
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
 def kernel_plan(desired: DesiredState) -> KernelPlan:
     links = tuple(link_plan(tunnel) for tunnel in desired.tunnels)
-    routes = {route_key(route.prefix): route.tunnel for route in desired.routes}
+    routes = {route.key: route.tunnel for route in desired.routes}
     return KernelPlan(links, routes)
 
 

@@ -32,6 +32,7 @@ NETLINK_GET_STRICT_CHK = 12
 SO_RCVBUFFORCE = 33
 SEND_CHUNK = 1 << 18
 RECV_BUFFER = 1 << 20
+SMALL_REPLY = 8192
 NETLINK_GENERIC = 16
 
 
@@ -140,17 +141,38 @@ class NetlinkPipe:
 
 
 def _dump_finished(data: bytes, seq: int) -> bool:
-    """True when a dump's buffer holds its NLMSG_DONE; raise for an NLMSG_ERROR."""
-    unpack = NLMSG_HDR.unpack_from
+    """True when a dump's buffer holds its NLMSG_DONE; raise for an NLMSG_ERROR.
+
+    The kernel ends a dump with NLMSG_DONE as the last message of a buffer, and refuses one
+    with a lone NLMSG_ERROR: only the two ends of the buffer need a look (100k routes come in
+    a few hundred buffers of thousands of messages).
+    """
+    done = NLMSG_HDR.size + 4
+    if len(data) >= done:
+        length, msg_type, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, len(data) - done)
+        if (length, msg_type, msg_seq) == (done, NLMSG_DONE, seq):
+            return True
+    if len(data) >= done:
+        length, msg_type, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, 0)
+        if msg_seq == seq and msg_type in (NLMSG_DONE, NLMSG_ERROR):
+            code = -int.from_bytes(data[16:20], "little", signed=True)
+            if msg_type == NLMSG_ERROR and code:
+                raise NetlinkRequestError(code, f"dump refused: {errno.errorcode.get(code)}")
+            return True
+    return len(data) <= SMALL_REPLY and _walk_finished(data, seq)
+
+
+def _walk_finished(data: bytes, seq: int) -> bool:
+    """The same, message by message (short replies: a request answered and acknowledged)."""
     offset, end = 0, len(data)
     while offset + 16 <= end:
-        length, msg_type, _flags, msg_seq, _pid = unpack(data, offset)
+        length, msg_type, _flags, msg_seq, _pid = NLMSG_HDR.unpack_from(data, offset)
         if length < 16:
             return True
         if msg_seq == seq and msg_type in (NLMSG_DONE, NLMSG_ERROR):
             code = -int.from_bytes(data[offset + 16 : offset + 20], "little", signed=True)
             if msg_type == NLMSG_ERROR and code:
-                raise NetlinkRequestError(code, f"dump refused: {errno.errorcode.get(code)}")
+                raise NetlinkRequestError(code, f"request refused: {errno.errorcode.get(code)}")
             return True
         offset += (length + 3) & ~3
     return False

@@ -103,6 +103,18 @@ def new_link(seq: int, name: str, kind: str, info_data: bytes, mtu: int) -> byte
     return message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, seq, payload)
 
 
+def change_link(seq: int, index: int, kind: str, info_data: bytes, mtu: int) -> bytes:
+    """RTM_NEWLINK changing a tunnel device's parameters in place (same kind, same ifindex)."""
+    payload = (
+        IFINFOMSG.pack(0, 0, index, 0, 0)
+        + attr(IFLA_MTU, struct.pack("=I", mtu))
+        + nested(
+            IFLA_LINKINFO, attr(IFLA_INFO_KIND, kind.encode()), attr(IFLA_INFO_DATA, info_data)
+        )
+    )
+    return message(RTM_NEWLINK, NLM_F_ACK, seq, payload)
+
+
 def set_link(
     seq: int, name: str, *, alias: str, mtu: int, noarp: bool, address: bytes | None
 ) -> bytes:
@@ -168,7 +180,7 @@ def parse_link(payload: bytes | memoryview) -> LinkInfo:
 
 # --- routes --------------------------------------------------------------------------------
 
-RouteKey = tuple[int, bytes, int]  # (4 or 6, destination address bytes, prefix length)
+RouteKey = tuple[int, int, int]  # (4 or 6, destination address as an int, prefix length)
 _ROUTE4 = struct.Struct("=IHHII BBBBBBBBI HH4s HHI HHI")
 _ROUTE6 = struct.Struct("=IHHII BBBBBBBBI HH16s HHI HHI")
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -178,7 +190,8 @@ def route_message(
     msg_type: int, flags: int, seq: int, key: RouteKey, oif: int, *, table: int
 ) -> bytes:
     """RTM_NEWROUTE / RTM_DELROUTE for a device route with afbr's protocol (one pack call)."""
-    version, dst, plen = key
+    version, address, plen = key
+    dst = address.to_bytes(4 if version == 4 else 16, "big")
     layout = _ROUTE4 if version == 4 else _ROUTE6
     scope = RT_SCOPE_LINK if version == 4 and msg_type == RTM_NEWROUTE else RT_SCOPE_UNIVERSE
     if msg_type == RTM_DELROUTE:
@@ -312,7 +325,8 @@ def _add_run(
         if fields[5] != RTPROT_AFBR or (fields[table_at] if table_at >= 0 else fields[4]) != table:
             continue
         version = 4 if fields[2] == socket.AF_INET else 6
-        found[(version, fields[dst_at] if dst_at >= 0 else b"", fields[3])] = fields[oif_at]
+        address = int.from_bytes(fields[dst_at], "big") if dst_at >= 0 else 0
+        found[(version, address, fields[3])] = fields[oif_at]
     return used
 
 
@@ -326,7 +340,8 @@ def _add_route_slowly(
     tab = int.from_bytes(attrs[RTA_TABLE], "little") if RTA_TABLE in attrs else rt_table
     if tab == table:
         oif = int.from_bytes(attrs.get(RTA_OIF, b"\0\0\0\0"), "little")
-        found[(4 if family == socket.AF_INET else 6, attrs.get(RTA_DST, b""), plen)] = oif
+        address = int.from_bytes(attrs.get(RTA_DST, b""), "big")
+        found[(4 if family == socket.AF_INET else 6, address, plen)] = oif
 
 
 def iter_messages(buffer: bytes | memoryview) -> Iterator[tuple[int, int, int, memoryview]]:

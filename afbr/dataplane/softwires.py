@@ -13,11 +13,12 @@ longer wanted goes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from afbr.dataplane.kernel import KernelSoftwires
 from afbr.dataplane.kernel_plan import kernel_plan
 from afbr.dataplane.nft_filter import CounterValue, NftFilter
+from afbr.dataplane.nft_ruleset import spoof_counter
 from afbr.dataplane.reconcile import (
     Action,
     ConfigureLink,
@@ -25,11 +26,13 @@ from afbr.dataplane.reconcile import (
     DeleteL2tpTunnel,
     DeleteLink,
     DeleteRoutes,
+    ModifyLink,
     ReplaceRoutes,
     diff,
+    reconcile_plan,
 )
 from afbr.dataplane.rtnl_wire import RT_TABLE_MAIN
-from afbr.encap.model import DesiredState
+from afbr.encap.model import DesiredState, FilterSpec
 
 
 @dataclass
@@ -39,6 +42,7 @@ class ReconcileReport:
     links_created: int = 0
     links_deleted: int = 0
     links_configured: int = 0
+    links_changed: int = 0  # re-used for another tunnel
     routes_replaced: int = 0
     routes_deleted: int = 0
     filter_applied: bool = False
@@ -51,6 +55,7 @@ class ReconcileReport:
             self.links_created
             or self.links_deleted
             or self.links_configured
+            or self.links_changed
             or self.routes_replaced
             or self.routes_deleted
             or self.filter_applied
@@ -65,6 +70,7 @@ class SoftwireDataplane:
     ) -> None:
         self.kernel = KernelSoftwires(netns, table)
         self.filter = NftFilter(netns) if filtering else None
+        self.devices: dict[str, str] = {}  # tunnel name -> device name, as last reconciled
 
     def close(self) -> None:
         self.kernel.close()
@@ -86,7 +92,9 @@ class SoftwireDataplane:
         observed = self.kernel.observe()
         report.timings["observe"] = time.perf_counter() - start
         mark = time.perf_counter()
-        actions = diff(plan, observed)
+        result = reconcile_plan(plan, observed)
+        actions = result.actions
+        self.devices = result.devices
         report.timings["diff"] = time.perf_counter() - mark
         mark = time.perf_counter()
         applied = self.kernel.apply(actions)
@@ -95,14 +103,26 @@ class SoftwireDataplane:
         _count(report, actions)
         if self.filter is not None:
             mark = time.perf_counter()
-            report.filter_applied = self.filter.apply(desired.filters)
+            report.filter_applied = self.filter.apply(on_devices(desired.filters, self.devices))
             report.timings["filter"] = time.perf_counter() - mark
         report.timings["total"] = time.perf_counter() - start
         return report
 
+    def spoof_counter(self, tunnel: str) -> str:
+        """The name of the decapsulation filter's drop counter of a tunnel."""
+        return spoof_counter(self.devices.get(tunnel, tunnel))
+
     def counters(self) -> dict[str, CounterValue]:
         """The decapsulation filter's counters by name (see nft_ruleset)."""
         return self.filter.counters() if self.filter is not None else {}
+
+
+def on_devices(filters: FilterSpec, devices: dict[str, str]) -> FilterSpec:
+    """The filter sets with each tunnel named by its device (what `iifname` sees)."""
+    sources = tuple(
+        (devices.get(name, name), prefixes) for name, prefixes in filters.tunnel_sources
+    )
+    return replace(filters, tunnel_sources=sources)
 
 
 def _count(report: ReconcileReport, actions: list[Action]) -> None:
@@ -111,6 +131,8 @@ def _count(report: ReconcileReport, actions: list[Action]) -> None:
             report.links_created += 1
         elif isinstance(action, DeleteLink | DeleteL2tpTunnel):
             report.links_deleted += 1
+        elif isinstance(action, ModifyLink):
+            report.links_changed += 1
         elif isinstance(action, ConfigureLink):
             report.links_configured += 1
         elif isinstance(action, ReplaceRoutes):

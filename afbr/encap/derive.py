@@ -144,7 +144,9 @@ class _Derivation:
             names[offer] = spec.name
             self.tunnels[spec.name] = spec
             self.sources[spec.name] = advertised
-        self.routes.extend((key, RouteSpec(prefix, names[offer])) for key, prefix, offer in chosen)
+        self.routes.extend(
+            (key, RouteSpec(prefix, names[offer], key)) for key, prefix, offer in chosen
+        )
 
 
 def _excluded_kinds(

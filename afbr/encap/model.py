@@ -113,10 +113,21 @@ class TunnelSpec:
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """A remote client prefix routed into a softwire."""
+    """A remote client prefix routed into a softwire.
+
+    `key` is (IP version, network address as an int, prefix length): the order routes are
+    kept in and the dataplane's key, computed once here (100k routes make it count).
+    """
 
     prefix: IPNetwork
     tunnel: str
+    key: tuple[int, int, int] = field(default=(0, 0, 0), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.key[0] == 0:
+            prefix = self.prefix
+            key = (prefix.version, int(prefix.network_address), prefix.prefixlen)
+            object.__setattr__(self, "key", key)
 
 
 @dataclass(frozen=True)

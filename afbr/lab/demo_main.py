@@ -41,18 +41,19 @@ def missing_kernel_features() -> list[str]:
 
 
 def run_demo(*, keep: bool = False, as_json: bool = False, timeout: float = 150.0) -> int:
-    """Build the mesh, wait for it, ping every direction, print the summary, tear down."""
+    """Build the mesh, wait for it, ping every direction, print the summary, tear down
+    (with `keep`: after the summary, wait for Ctrl-C or SIGTERM before tearing down)."""
 
     def say(text: str) -> None:
         print(f"demo: {text}", file=sys.stderr, flush=True)
 
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="afbr-demo-"))
-    snapshot: dict[str, dict[str, object]] = {}
+    demo = RunningDemo(workdir, say=say)
     traffic: list[PingResult] = []
     converged: float | None = None
     error: str | None = None
-    demo = RunningDemo(workdir, say=say)
+    reported = False
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with demo:
@@ -61,33 +62,43 @@ def run_demo(*, keep: bool = False, as_json: bool = False, timeout: float = 150.
             converged = demo.wait_mesh(timeout)
             say(f"mesh complete after {converged:.1f}s; pinging between all islands")
             traffic = demo.ping_islands()
-            snapshot = demo.snapshot()
+            _report(demo, traffic, converged, time.monotonic() - started, as_json)
+            reported = True
             if keep:
                 _keep_running(demo, say)
             say("tearing down")
     except DemoError as exc:
         error = str(exc)
     except KeyboardInterrupt:
-        error = "interrupted"
-        say("interrupted: tearing down")
+        say("interrupted: torn down")
+        error = None if reported else "interrupted"
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = time.monotonic() - started
-    mesh = demo.mesh
-    if as_json:
-        body = summary_json(
-            mesh, snapshot, traffic, converged_after=converged, elapsed=elapsed, error=error
-        )
-        print(json.dumps(body, indent=2, default=str))
-    elif error is None:
-        print(render_summary(mesh, snapshot, traffic, converged_after=converged or 0.0,
-                             elapsed=elapsed))  # fmt: skip
+        shutil.rmtree(workdir, ignore_errors=True)
     if error is not None:
+        if as_json:
+            body = summary_json(demo.mesh, {}, traffic, converged_after=converged,
+                                elapsed=time.monotonic() - started, error=error)  # fmt: skip
+            print(json.dumps(body, indent=2, default=str))
         print(f"demo: FAILED: {error}", file=sys.stderr)
         return 1
     return 0 if traffic and all(r.ok for r in traffic) else 1
+
+
+def _report(
+    demo: RunningDemo, traffic: list[PingResult], converged: float, elapsed: float, as_json: bool
+) -> None:
+    snapshot = demo.snapshot()
+    if as_json:
+        body = summary_json(
+            demo.mesh, snapshot, traffic, converged_after=converged, elapsed=elapsed
+        )
+        print(json.dumps(body, indent=2, default=str), flush=True)
+    else:
+        text = render_summary(
+            demo.mesh, snapshot, traffic, converged_after=converged, elapsed=elapsed
+        )
+        print(text, flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -100,6 +111,6 @@ def _keep_running(demo: RunningDemo, say: Say) -> None:
         say(f"  afbr status --socket {daemon.paths.control_socket}   # AFBR {name}")
     for name, host in demo.hosts.items():
         say(f"  ip netns exec {host.name} ...   # {name}")
-    say("press Ctrl-C to tear it down")
+    say("press Ctrl-C (or send SIGTERM) to tear it down")
     while True:
         time.sleep(3600)

@@ -100,7 +100,7 @@ def render_summary(
         render_table(traffic_rows(traffic)) if traffic else "(none)",
         "",
         f"result: {'OK' if ok == len(traffic) and traffic else 'FAILED'}: "
-        f"{ok}/{len(traffic)} directions without loss; demo took {elapsed:.1f}s",
+        f"{ok}/{len(traffic)} directions without loss; {elapsed:.1f}s from start to here",
     ]
     return "\n".join(lines)
 
@@ -117,7 +117,7 @@ def summary_json(
     return {
         "ok": error is None and bool(traffic) and all(r.ok for r in traffic),
         "error": error,
-        "converged_after_s": converged_after,
+        "converged_after_s": None if converged_after is None else round(converged_after, 2),
         "elapsed_s": round(elapsed, 2),
         "afbrs": {
             a.name: {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,6 @@ from afbr.lab.demo_mesh import (
     NodePaths,
     build_mesh,
     ip_batch_lines,
-    sysctl_settings,
     write_afbr_files,
 )
 from afbr.lab.demo_reflector import DemoReflector
@@ -110,11 +110,8 @@ class RunningDemo:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o700)
         self.say(f"creating {len(self.mesh.nodes)} namespaces and {len(self.mesh.links)} links")
-        for node in self.mesh.nodes:
-            host = self.lab.host(node.name)
-            if node.forwarding:
-                host.run("sysctl", "-q", "-w", *sysctl_settings(node))
-            self.hosts[node.name] = host
+        for node in self.mesh.nodes:  # Lab.host sets what sysctl_settings(node) lists
+            self.hosts[node.name] = self.lab.host(node.name, forwarding=node.forwarding)
         for link in self.mesh.links:
             self.lab.link(self.hosts[link.a], link.a_if, self.hosts[link.b], link.b_if)
         for node in self.mesh.nodes:
@@ -150,6 +147,8 @@ class RunningDemo:
     def start_all(self) -> None:
         if not afbr_run_available():
             raise DemoError("this afbr has no daemon yet (`afbr run`, afbr.commands.run)")
+        if shutil.which("gobgpd") is None:
+            raise DemoError("gobgpd is not installed (`make setup` installs it)")
         self.build()
         self.start_reflector()
         self.say("starting afbr run -c afbr.yaml in " + ", ".join(a.name for a in self.mesh.afbrs))
@@ -221,12 +220,28 @@ class RunningDemo:
                 problems.append(f"{afbr.name}: no softwire to {partner.core_address}")
         return problems
 
+    def kernel_problems(self) -> list[str]:
+        """Partner islands without a route in an AFBR's kernel (the daemon reports what it
+        wants; this is what the kernel holds)."""
+        if not self.dataplane:
+            return []
+        problems = []
+        for afbr in self.mesh.afbrs:
+            for partner in self.mesh.partners(afbr):
+                family = f"-{partner.client_family}"
+                shown = self.hosts[afbr.name].run(
+                    "ip", family, "route", "show", str(partner.island)
+                )
+                if not shown.strip():
+                    problems.append(f"{afbr.name}: no kernel route to {partner.island}")
+        return problems
+
     def wait_mesh(self, timeout: float = 150.0) -> float:
         """Poll every AFBR until the mesh is complete; return the seconds it took."""
         start = time.monotonic()
         problems = ["(not polled)"]
         while time.monotonic() - start < timeout:
-            problems = self.mesh_problems()
+            problems = self.mesh_problems() or self.kernel_problems()
             if not problems:
                 return time.monotonic() - start
             time.sleep(1.0)

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from ipaddress import IPv4Address, ip_address
@@ -279,3 +281,31 @@ def test_wrong_md5_key_gives_no_session(lab: Lab, tmp_path: Path) -> None:
         dump = cp.rib_dump()
         assert dump["neighbors_up"] == [] and dump["prefixes"] == {}, json.dumps(dump)[:500]
         assert cp.running()
+
+
+def test_a_respawned_plugin_gets_the_routes_again(lab: Lab, tmp_path: Path) -> None:
+    """ExaBGP respawns a dead API process but does not replay what it received: the new
+    plugin asks for a route refresh (RFC 2918) and rebuilds its RIB from the answer."""
+    a, b = _pair(lab)
+    AfbrControlPlane(
+        a,
+        tmp_path / "a",
+        config=_afbr_config(router_id=A4, core=A6, peer=B6, prefixes=["198.51.100.0/24"]),
+        md5_keys={"mesh": KEY},
+    ).start()
+    cp_b = AfbrControlPlane(
+        b,
+        tmp_path / "b",
+        config=_afbr_config(router_id=B4, core=B6, peer=A6, prefixes=["203.0.113.0/24"]),
+        md5_keys={"mesh": KEY},
+    ).start()
+    cp_b.wait_dump(lambda d: "198.51.100.0/24" in d.get("prefixes", {}), timeout=40, what="A")
+    first = cp_b.plugin_pid()
+    cp_b.rib_dump_file.unlink()
+    os.kill(first, signal.SIGKILL)  # no last dump: the next one is the new process's
+    wait_until(lambda: cp_b.plugin_pid() != first, timeout=30, what="a respawned plugin")
+    dump = cp_b.wait_dump(
+        lambda d: "198.51.100.0/24" in d.get("prefixes", {}), timeout=40, what="A's route again"
+    )
+    assert dump["command_acks"].get("done", 0) >= 1  # the refresh went to an established peer
+    assert dump["prefixes"]["198.51.100.0/24"]["endpoint"] == A6

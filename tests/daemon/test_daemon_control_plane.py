@@ -26,6 +26,12 @@ pytestmark = [pytest.mark.interop, pytest.mark.netns]
 CLIENT_PREFIX = {"a": "198.51.100.0/25", "b": "198.51.100.128/25"}
 
 
+SIDECAR = """\
+role: sidecar
+ipsec: {enabled: true, auth: pubkey}   # the mesh's policy: authenticators are required
+"""
+
+
 def write_config(workdir: Path, name: str, core_address: str, rr_address: str) -> Path:
     keys = workdir / "bgp-keys.yaml"
     keys.write_text(f"md5-rr: 'md5-{name}-secret'\n")
@@ -36,7 +42,7 @@ def write_config(workdir: Path, name: str, core_address: str, rr_address: str) -
 router_id: 192.0.2.{10 + ord(name) - ord("a")}
 asn: {RR_ASN}
 core: {{family: ipv6, address: "{core_address}"}}
-clients: {{prefixes: [{CLIENT_PREFIX[name]}]}}
+clients: {{prefixes: [{CLIENT_PREFIX.get(name, "")}]}}
 bgp:
   keys_file: {keys}
   neighbors:
@@ -47,6 +53,9 @@ control_socket: {workdir}/afbr.sock
 state_dir: {workdir}/state
 """
     )
+    if name == "s":
+        text = config.read_text().replace("ipsec: {enabled: false}\n", SIDECAR)
+        config.write_text(text.replace("clients: {prefixes: []}\n", ""))
     return config
 
 
@@ -81,11 +90,12 @@ def wait_for(probe: Any, timeout: float = 40.0) -> Any:
 
 
 def test_two_daemons_learn_each_other_through_gobgp(lab: Lab, tmp_path: Path) -> None:
-    topo = reflector_lab(lab, tmp_path, core=6, clients=["a", "b"])
-    rr = topo.start_reflector("gobgp", {"a": "md5-a-secret", "b": "md5-b-secret"})
+    topo = reflector_lab(lab, tmp_path, core=6, clients=["a", "b", "s"])
+    keys = {name: f"md5-{name}-secret" for name in ("a", "b", "s")}
+    rr = topo.start_reflector("gobgp", keys)
     dirs = {}
     procs = {}
-    for name in ("a", "b"):
+    for name in ("a", "b", "s"):
         dirs[name] = tmp_path / f"afbr-{name}"
         dirs[name].mkdir()
         cfg = write_config(dirs[name], name, topo.addresses[name], topo.rr_address)
@@ -100,7 +110,7 @@ def test_two_daemons_learn_each_other_through_gobgp(lab: Lab, tmp_path: Path) ->
             log=dirs[name] / "afbr.log",
         )
     a, b = topo.clients["a"], topo.clients["b"]
-    for name in ("a", "b"):
+    for name in ("a", "b", "s"):
         rr.wait_established(topo.addresses[name], timeout=40)
 
     routes = wait_for(
@@ -116,6 +126,18 @@ def test_two_daemons_learn_each_other_through_gobgp(lab: Lab, tmp_path: Path) ->
     audit = {row["requirement"]: row for row in query(a, dirs["a"], "audit")}
     assert audit["every BGP session is authenticated with TCP-MD5"]["status"] == "pass"
     assert audit["softwires are protected by IPsec"]["status"] == "fail"
+
+    # The side-car sees both AFBRs, and its audit fails them for lacking an authenticator.
+    side = topo.clients["s"]
+    mesh = wait_for(lambda: (m := query(side, dirs["s"], "mesh")) and len(m["afbrs"]) == 2 and m)
+    # AFBRs are named by the ORIGINATOR_ID the reflector set: their router ids.
+    assert sorted(mesh["afbrs"]) == ["192.0.2.10", "192.0.2.11"]
+    assert mesh["afbrs"]["192.0.2.10"]["prefixes"] == [CLIENT_PREFIX["a"]]
+    assert mesh["afbrs"]["192.0.2.10"]["next_hops"] == [topo.addresses["a"]]
+    assert mesh["afbrs"]["192.0.2.10"]["tunnel_types"] == [2, 7]
+    findings = [r for r in query(side, dirs["s"], "audit") if r["requirement"].startswith("mesh")]
+    assert len(findings) == 2
+    assert all("no IPsec Tunnel Authenticator" in f["why"] for f in findings)
 
     second = afbr(a, "run", "-c", str(dirs["a"] / "afbr.yaml"), "--no-dataplane")
     assert second.returncode == 1

@@ -11,9 +11,11 @@ from afbr.dataplane.reconcile import (
     DeleteL2tpTunnel,
     DeleteLink,
     DeleteRoutes,
+    ModifyLink,
     ObservedState,
     ReplaceRoutes,
     diff,
+    reconcile_plan,
 )
 from afbr.dataplane.rtnl_wire import IFF_NOARP, IFF_UP, LinkInfo
 from afbr.encap.derive import derive_desired
@@ -102,9 +104,32 @@ def test_changed_parameters_recreate_the_link_and_its_routes() -> None:
     plan = plan_for(A)
     observed = observed_as(plan)
     (link,) = plan.links
-    stale = LinkInfo(20, link.name, link.kind, "afbr:0000", link.mtu, IFF_UP, b"")
+    index = observed.links[link.name].index
+    stale = LinkInfo(index, link.name, link.kind, "afbr:0000", link.mtu, IFF_UP, b"")
     actions = diff(plan, ObservedState({link.name: stale}, frozenset(), observed.routes))
-    assert [type(a) for a in actions] == [DeleteLink, CreateLink, ConfigureLink, ReplaceRoutes]
+    # changed in place: same device, its routes stay
+    assert actions == [ModifyLink(link, link.name, index), ConfigureLink(link, link.name, False)]
+
+
+def test_a_device_no_longer_wanted_is_reused_for_a_new_tunnel_of_its_kind() -> None:
+    old = plan_for(A, B)
+    observed = observed_as(old)
+    moved = ("192.0.2.128/25", "2001:db8::5", EncapKind.GRE)  # B withdrew, another AFBR came
+    new = plan_for(A, moved)
+    result = reconcile_plan(new, observed)
+    new_link = next(link for link in new.links if link.name not in observed.links)
+    old_link = next(link for link in old.links if link.name not in {x.name for x in new.links})
+    device = result.devices[new_link.name]
+    assert device == old_link.name  # no delete, no create
+    index = observed.links[device].index
+    key = route_key(ipaddress.ip_network(moved[0]))
+    old_key = route_key(ipaddress.ip_network(B[0]))
+    assert result.actions == [
+        DeleteRoutes(((old_key, index),)),  # before the device carries traffic elsewhere
+        ModifyLink(new_link, device, index),
+        ConfigureLink(new_link, device, False),
+        ReplaceRoutes(((key, device),)),
+    ]
 
 
 def test_a_route_in_the_wrong_tunnel_is_replaced() -> None:

@@ -235,7 +235,7 @@ def test_withdrawn_prefix_loses_its_route_and_unused_tunnel_goes(topo: Topology)
 def test_spoofed_inner_source_is_dropped_and_counted(topo: Topology) -> None:
     desired = reconcile_both(topo, feed(EncapKind.GRE, 4, 6))
     (tunnel,) = desired["b"].tunnels
-    counter = f"spoof_{tunnel.name}"
+    counter = topo.dataplanes["b"].spoof_counter(tunnel.name)
     before = topo.dataplanes["b"].counters()[counter].packets
     sent, received = ping(topo.hosts["ce_a"], ISLAND["b"][4][1], source=SPOOFED_SOURCE)
     assert received == 0

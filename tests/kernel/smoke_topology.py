@@ -58,7 +58,6 @@ class Undo:
     """`ip` commands that remove what one case added; run with -force, so a partial set-up
     (or an object already gone) still cleans up whatever exists."""
 
-    pair: Pair
     lines: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, host: Host, *lines: str) -> None:

@@ -27,7 +27,7 @@ def pair() -> Iterator[Pair]:
 
 @pytest.fixture
 def undo(pair: Pair) -> Iterator[Undo]:
-    cleanup = Undo(pair)
+    cleanup = Undo()
     yield cleanup
     cleanup.run()
 

@@ -46,7 +46,7 @@ def pair() -> Iterator[Pair]:
 
 @pytest.fixture
 def undo(pair: Pair) -> Iterator[Undo]:
-    cleanup = Undo(pair)
+    cleanup = Undo()
     yield cleanup
     cleanup.run()
 

@@ -23,6 +23,7 @@ from afbr.lab.demo_mesh import (
     write_afbr_files,
 )
 from afbr.lab.demo_reflector import gobgp_config
+from afbr.lab.demo_report import render_summary, summary_json
 from afbr.lab.demo_traffic import parse_ping
 
 MESH = build_mesh()
@@ -193,3 +194,28 @@ def test_ping_summary_parsing() -> None:
     assert result.family == 4 and result.address == "203.0.113.10"
     nothing = parse_ping(a, b, "ping: connect: Network is unreachable\n")
     assert (nothing.sent, nothing.ok) == (0, False)
+
+
+def test_summary_shows_each_afbr_the_traffic_and_what_is_missing() -> None:
+    a, b = MESH.afbr("a"), MESH.afbr("b")
+    good = parse_ping(a, b, "5 packets transmitted, 5 received, 0% packet loss\n")
+    lossy = parse_ping(b, a, "5 packets transmitted, 3 received, 40% packet loss\n")
+    snapshot = {
+        afbr.name: {
+            "status": {"neighbors": [{"address": "2001:db8::1", "state": "up", "md5": True}]},
+            "tunnels": [{"name": "t1"}],
+            "routes": [{"prefix": "x"}],
+            "sas": [{"spi": 1}] if afbr.name != "c" else [],
+            "audit": [{"requirement": "r", "status": "pass"}],
+        }
+        for afbr in MESH.afbrs
+    }
+    text = render_summary(MESH, snapshot, [good, lossy], converged_after=12.5, elapsed=30.0)
+    lines = text.splitlines()
+    assert lines[1].split()[:4] == ["AFBR", "SITE", "ISLAND", "CORE"]
+    assert any(line.startswith("a6 ") and "192.0.2.10" in line for line in lines)
+    assert "no SA is installed on c " in text
+    assert "LOSS" in text and lines[-1].startswith("result: FAILED: 1/2 directions")
+    body = summary_json(MESH, snapshot, [good], converged_after=12.5, elapsed=30.0)
+    assert body["ok"] is True and body["traffic"][0]["received"] == 5
+    assert set(body["afbrs"]) == {a.name for a in MESH.afbrs}
