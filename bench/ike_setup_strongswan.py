@@ -30,7 +30,7 @@ STRONGSWAN_CONF = """charon-systemd {{
     dos_protection = no
     init_limit_half_open = 0
     ikesa_table_size = 4096
-    threads = 8
+    threads = 32
     plugins {{
         vici {{
             socket = unix://{d}/charon.vici

@@ -5,6 +5,18 @@ ExaBGP to announce.  `feed_line()` takes one line from ExaBGP and returns the co
 to write back; the prefixes whose best path changed accumulate in `pending_changes` for the
 encap manager (or the RIB dump) to collect.  No I/O here: the ExaBGP plugin process and, later,
 the daemon drive it.
+
+Graceful Restart (RFC 4724), what the driver calls:
+- `connection_lost(now)` when the connection to ExaBGP goes away (ExaBGP died or is being
+  restarted): every path is kept for forwarding, marked stale; nothing is withdrawn.
+- `sweep_stale(now)` now and then (each second, or at `rib.next_stale_deadline()`): removes
+  stale paths whose neighbor's restart time passed without End-of-RIB; returns the changed
+  prefixes (also added to `pending_changes`).
+Stale paths a neighbor does not send again before its End-of-RIB are removed as it arrives
+(changes in `pending_changes`, as for a withdraw); an identical re-announcement is no change.
+A neighbor with Graceful Restart configured that goes down without a NOTIFICATION has its
+paths kept stale the same way (RFC 4724 §4.2, its timer starts at the next sweep).  On a
+neighbor coming up, afbr announces its prefixes and then End-of-RIB (ExaBGP's `manual-eor`).
 """
 
 from __future__ import annotations
@@ -21,8 +33,8 @@ from afbr.bgp.exabgp_commands import (
     announce_commands,
     local_advertisements,
 )
-from afbr.bgp.exabgp_events import ApiEvent, ExabgpShutdown, NeighborUp
-from afbr.bgp.session_config import BgpSessionConfig
+from afbr.bgp.exabgp_events import ApiEvent, ExabgpShutdown, NeighborDown, NeighborUp
+from afbr.bgp.session_config import DEFAULT_RESTART_TIME, BgpSessionConfig
 from afbr.bgp.softwire_rib import RibPath, SoftwireRib, TunnelEncapDecoder
 
 SNAPSHOT_FORMAT = 1
@@ -69,10 +81,10 @@ class BgpControlPlane:
     def apply(self, event: ApiEvent) -> list[str]:
         for observe in self.observers:
             observe(event)
-        changed = self.rib.apply(event)
-        if changed:
-            self.pending_changes.update(changed)
-            self.generation += 1
+        if isinstance(event, NeighborDown) and self._keeps_stale(event):
+            self.rib.mark_stale(None, self.restart_time, event.neighbor)  # RFC 4724 §4.2
+            return []
+        self._changed(self.rib.apply(event))
         if isinstance(event, NeighborUp):
             return self.announce_to(event.neighbor)
         if isinstance(event, ExabgpShutdown):
@@ -80,7 +92,11 @@ class BgpControlPlane:
         return []
 
     def announce_to(self, neighbor: str) -> list[str]:
-        """Every local prefix, to one neighbor that just came up (ExaBGP keeps them after)."""
+        """Every local prefix, to one neighbor that just came up (ExaBGP keeps them after).
+
+        Then End-of-RIB for both families when Graceful Restart is on for it (RFC 4724 §4.1:
+        the rendered config leaves End-of-RIB to us, so it follows our routes).
+        """
         commands = []
         for version in sorted(self.advertised):
             advert = self.advertised[version]
@@ -88,7 +104,40 @@ class BgpControlPlane:
                 f"neighbor {neighbor} {command}"
                 for command in announce_commands(advert, advert.prefixes)
             ]
+        if self.restart_time(neighbor):
+            commands += [f"neighbor {neighbor} announce eor {f} unicast" for f in ("ipv4", "ipv6")]
         return commands
+
+    # -- Graceful Restart (RFC 4724) ------------------------------------------------------------
+
+    def connection_lost(self, now: float) -> None:
+        """ExaBGP's connection went away: keep every path for forwarding, marked stale."""
+        self.rib.mark_stale(now, self.restart_time)
+
+    def sweep_stale(self, now: float) -> list[str]:
+        """Remove stale paths whose restart time ran out; the prefixes that changed."""
+        changed = self.rib.sweep_stale(now)
+        self._changed(changed)
+        return changed
+
+    def restart_time(self, neighbor: str) -> int:
+        """The Graceful Restart time configured for a neighbor (0: off)."""
+        for configured in self.config.neighbors:
+            if str(configured.address) == neighbor:
+                return configured.graceful_restart
+        return DEFAULT_RESTART_TIME  # a neighbor no longer in the config: keep the default
+
+    def _keeps_stale(self, event: NeighborDown) -> bool:
+        # RFC 4724 §4.2: a NOTIFICATION ends the session for good (ExaBGP says
+        # "notification sent (c,s)" / "notification received (c,s)").
+        return bool(self.restart_time(event.neighbor)) and not event.reason.startswith(
+            "notification"
+        )
+
+    def _changed(self, changed: list[str]) -> None:
+        if changed:
+            self.pending_changes.update(changed)
+            self.generation += 1
 
     def update_config(self, config: BgpSessionConfig) -> list[str]:
         """A new local config: the announce/withdraw commands for the difference."""
@@ -154,6 +203,7 @@ class BgpControlPlane:
                 for n, afis in sorted(self.rib.end_of_rib.items())
             },
             "counters": dict(self.rib.counters),
+            "stale_paths": len(self.rib.stale),
             "api_errors": dict(self.parser.errors),
             "api_ignored": dict(self.parser.ignored),
             "command_acks": dict(self.acks),

@@ -8,6 +8,9 @@ ExaBGP 5.0.15 pitfalls this rendering avoids (see ../shared/reference/README.md)
   lists `ipv6 unicast`, so both unicast families are always configured.
 - an md5-password made only of [a-f0-9] is read as unpadded base64 by default; afbr always
   writes the key base64-encoded with `md5-base64 true`, so every key means what it says.
+- Graceful Restart (RFC 4724): ExaBGP 5.0.15 offers the capability with the Forwarding State
+  bit for every configured family, and stops (SIGTERM) without a NOTIFICATION when it was
+  negotiated, so its peers keep our routes; End-of-RIB is left to the API (`manual-eor`).
 - ExaBGP does not listen unless `exabgp.tcp.bind` is set (see `exabgp_environment`); in a
   full mesh one of two ExaBGPs must accept the other's connection.
 """
@@ -107,7 +110,14 @@ def _neighbor_block(
     if neighbor.md5_key is not None and keys is not None:
         secret = base64.b64encode(keys[neighbor.md5_key].reveal()).decode()
         block += [f'    md5-password "{secret}";', "    md5-base64 true;"]  # RFC 2385
+    if neighbor.graceful_restart:
+        # afbr's control plane sends End-of-RIB itself once it has announced its routes
+        # (BgpControlPlane.announce_to), else ExaBGP would send it before them and a
+        # restarting peer's reflector would drop our stale routes too early (RFC 4724 §4.1).
+        block.append("    manual-eor true;")
     block += ["    capability {", "        route-refresh;"]
+    if neighbor.graceful_restart:
+        block.append(f"        graceful-restart {neighbor.graceful_restart};")  # RFC 4724 §3
     if config.core_family == 6:
         block.append("        nexthop true;")  # RFC 8950 §4
     block += ["    }", "    family {", "        ipv4 unicast;", "        ipv6 unicast;", "    }"]

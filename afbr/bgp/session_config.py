@@ -51,6 +51,8 @@ SW_ENCAP_TUNNEL_TYPE = {
     SwEncapKind.IP_IN_IP: 7,  # RFC 9012 §3.2
 }
 SHA1_AUTHENTICATOR_SIZE = 20  # RFC 5566 §4
+DEFAULT_RESTART_TIME = 120  # seconds our peers keep our routes while afbr restarts
+MAX_RESTART_TIME = 0xFFF  # RFC 4724 §3
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,16 @@ class NeighborConfig:
     allow_unauthenticated: bool = False
     local_address: IPAddress | None = None  # default: the core address
     description: str = ""
+    # RFC 4724 Restart Time in seconds (12 bits, §3); 0: Graceful Restart off.  Off unless
+    # asked for here; `from_afbr_config` turns it on (DEFAULT_RESTART_TIME) for afbr's sessions.
+    graceful_restart: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.graceful_restart <= MAX_RESTART_TIME:
+            raise SessionConfigError(
+                f"neighbor {self.address}: graceful_restart {self.graceful_restart} is not "
+                f"0..{MAX_RESTART_TIME} seconds (RFC 4724 §3: a 12-bit Restart Time)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +158,7 @@ class BgpSessionConfig:
                     hold_time=n.hold_time,
                     md5_key=n.md5_key,
                     allow_unauthenticated=n.allow_unauthenticated,
+                    graceful_restart=DEFAULT_RESTART_TIME,  # RFC 4724: afbr restarts lose nothing
                 )
                 for n in config.bgp.neighbors
             ),
