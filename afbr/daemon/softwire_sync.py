@@ -1,8 +1,8 @@
 """Glue from the softwire RIB to the kernel: best paths -> encap manager -> dataplane reconcile.
 
 The RIB (afbr.bgp) speaks in Tunnel Encapsulation TLVs; the encap manager (afbr.encap) in
-its own `EncapOffer`s; the translation between the two lives here, in the composition root,
-so neither core imports the other.
+its own `EncapOffer`s (afbr.encap.offers translates).  The RIB has already chosen each
+path's endpoint (next hop or Tunnel Egress Endpoint, per tunnel), so that one is used.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 
 from afbr.bgp.control_plane import BgpControlPlane
 from afbr.bgp.softwire_rib import RibPath
-from afbr.bgp.tunnel_encap import Tunnel, TunnelType
 from afbr.config import AfbrConfig
 from afbr.dataplane.softwires import SoftwireDataplane
 from afbr.encap.derive import derive_desired
@@ -26,6 +25,7 @@ from afbr.encap.model import (
     LocalEncapPolicy,
     RemotePath,
 )
+from afbr.encap.offers import offer_from_tunnel
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +37,13 @@ PREFERENCE_KINDS: dict[str, tuple[EncapKind, ...]] = {
 }
 
 
-def encap_offer(tunnel: Tunnel) -> EncapOffer | None:
-    """What the encap manager can build from one advertised tunnel TLV (None: not a softwire
-    type the kernel dataplane builds; the IPsec types are the IKE agent's)."""
-    kind = tunnel.tunnel_type
-    if kind == TunnelType.GRE:
-        return EncapOffer(EncapKind.GRE, gre_key=tunnel.gre_key)  # RFC 9012 §3.2.4
-    if kind == TunnelType.IP_IN_IP:
-        return EncapOffer(EncapKind.IP_IN_IP)
-    if kind == TunnelType.L2TPV3_OVER_IP:
-        port = tunnel.udp_port  # RFC 9012 §3.3.2: present means L2TPv3 over UDP
-        return EncapOffer(
-            EncapKind.L2TPV3_UDP if port else EncapKind.L2TPV3_IP,
-            l2tpv3_session_id=tunnel.l2tpv3_session_id,
-            l2tpv3_cookie=tunnel.l2tpv3_cookie or b"",
-            udp_port=port,
-        )
-    return None
-
-
 def remote_paths(control_plane: BgpControlPlane) -> Iterator[RemotePath]:
     offers: dict[RibPath, tuple[EncapOffer, ...]] = {}  # paths are shared by many prefixes
     for prefix, path in control_plane.rib.best_paths():
         encaps = offers.get(path)
         if encaps is None:
             encaps = offers[path] = tuple(
-                offer for t in path.tunnels if (offer := encap_offer(t.tunnel)) is not None
+                offer for t in path.tunnels if (offer := offer_from_tunnel(t.tunnel)) is not None
             )
         yield RemotePath(ipaddress.ip_network(prefix), path.endpoint, encaps, path.neighbor)
 
