@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "afbr.commands.decode",
     "afbr.commands.show",
     "afbr.commands.run",
+    "afbr.commands.lab",
 )
 
 DESCRIPTION = """\

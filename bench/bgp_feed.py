@@ -174,8 +174,9 @@ def run_bare(host: Host, workdir: Path, core: int, feed: Path, prefixes: int) ->
     exabgp = ExaBgp(host, workdir / "exabgp", config=config, cli=False).start()
     try:
         start = float(_wait_line(speaker, "sent", 60).split()[1])
-        end = float(_wait_file(done, exabgp.running, 600).split()[0])
-        return RunResult(end - start)
+        end = float(_wait_file(done, exabgp.running, 900).split()[0])
+        assert exabgp.proc is not None
+        return RunResult(end - start, exabgp_rss_mb=rss_mb(exabgp.proc.pid))
     finally:
         exabgp.stop()
         host.stop(speaker)
@@ -352,7 +353,10 @@ def summarize(
 def print_table(summary: dict[str, object]) -> None:
     head = f"{summary['prefixes']} IPv4 prefixes from {summary['afbrs']} AFBRs"
     print(f"{head}, median of {summary['runs']} runs")
-    print(f"{'feed':8} {'receiver':9} {'seconds':>8} {'routes/s':>9} {'RSS MB':>7}")
+    print(
+        f"{'feed':8} {'receiver':9} {'seconds':>8} {'routes/s':>9}"
+        f" {'afbr RSS MB':>12} {'ExaBGP RSS MB':>14}"
+    )
     for feed in ("packed", "single"):
         row = summary.get(feed)
         if not isinstance(row, dict):
@@ -361,7 +365,11 @@ def print_table(summary: dict[str, object]) -> None:
             if kind in row:
                 r = row[kind]
                 rss = f"{r['rss_mb']:.1f}" if "rss_mb" in r else "-"
-                print(f"{feed:8} {kind:9} {r['median_s']:8.2f} {r['routes_per_s']:9d} {rss:>7}")
+                exa = f"{r['exabgp_rss_mb']:.1f}" if "exabgp_rss_mb" in r else "-"
+                print(
+                    f"{feed:8} {kind:9} {r['median_s']:8.2f} {r['routes_per_s']:9d}"
+                    f" {rss:>12} {exa:>14}"
+                )
         if "afbr_overhead_pct" in row:
             print(f"{feed:8} afbr adds {row['afbr_overhead_pct']:+.1f}% to bare ExaBGP's time")
 

@@ -1,16 +1,20 @@
 """IKE SA + first CHILD SA establishments per second, and CPU time per establishment:
 afbr with afbr against strongSwan with strongSwan, same machine, same algorithms, same run.
 
-    .venv/bin/python bench/ike_setup.py [-n 1000] [--json] [--only afbr|strongswan]
+    .venv/bin/python bench/ike_setup.py [-n 1000] [--json] [--only afbr|strongswan] [--in-memory]
+
+Rates are wall-clock and so depend on what else runs on the machine; CPU per establishment is
+the steadier figure on a shared machine.
 
 Proposal sets (PSK authentication, no PFS for the first CHILD SA, as in IKE_AUTH):
 - gcm: IKE AES-GCM-16-128 / PRF-HMAC-SHA2-256 / ECP-256, ESP AES-GCM-16-128;
 - cbc: IKE AES-CBC-256 / HMAC-SHA2-256-128 / PRF-HMAC-SHA2-256 / MODP-2048, ESP AES-CBC-256 +
   HMAC-SHA2-256-128.
 
-afbr: an initiator and a responder dispatcher in one Python process (one core), datagrams
-handed over in memory, `concurrency` exchanges in flight; CPU = process time (both ends).
-No kernel SA install (the strongSwan initiator below installs none either).
+afbr: an initiator and a responder agent (IkeDispatcher + the UDP adapter, no XFRM install) in
+two processes, in two namespaces on a veth, `concurrency` exchanges in flight; CPU = process
+time of both.  `--in-memory` adds "afbr-mem": both ends in one process, datagrams handed over
+in memory (the protocol cost alone, one core).  Needs root (namespaces).
 
 strongSwan 5.9.8: two charon-systemd in two namespaces on a veth, with `reuse_ikesa = no`,
 `dos_protection = no`; the initiator is driven over VICI (a minimal client here) with
@@ -23,17 +27,22 @@ the reference figures used is in no Debian package, hence VICI.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import multiprocessing
 import os
 import sys
 import time
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 
 from afbr.ipsec import (
     ChildSaEstablished,
     Identity,
     IkeConfig,
     IkeDispatcher,
+    IkeEvent,
     PeerTrust,
     PskCredential,
 )
@@ -44,6 +53,8 @@ from afbr.ipsec.ike_proposals import (
     IKE_AES_GCM_128,
     AlgorithmSuite,
 )
+from afbr.ipsec.udp_adapter import IkeUdpAdapter
+from afbr.lab.netns import Lab
 
 PSK = bytes.fromhex("0123456789abcdef0123456789abcdef")
 
@@ -129,8 +140,112 @@ def run_afbr(ps: ProposalSet, n: int, concurrency: int) -> Result:
         if not moved and started == established:
             break
     return Result(
-        "afbr", ps.name, established, time.perf_counter() - wall0, time.process_time() - cpu0
+        "afbr-mem", ps.name, established, time.perf_counter() - wall0, time.process_time() - cpu0
     )
+
+
+def _udp_side(
+    netns: str,
+    *,
+    me: str,
+    peer: str,
+    config: IkeConfig,
+    n: int,
+    concurrency: int,
+    conn: Connection,
+    stop: EventType,
+) -> None:
+    """One afbr agent process: the initiator when n > 0, else the responder until `stop`."""
+    dispatcher = IkeDispatcher(
+        lambda _addr: config, os.urandom, cookie_threshold=10**9, half_open_limit=10**9
+    )
+    state = {"started": 0, "established": 0}
+    done = asyncio.Event()
+
+    def on_event(event: IkeEvent) -> None:
+        if isinstance(event, ChildSaEstablished):
+            state["established"] += 1  # the SA is done: drop it, tables stay small
+            dispatcher.sas.pop(event.ike_sa.spi_i if n else event.ike_sa.spi_r, None)
+            if n:
+                asyncio.get_running_loop().call_soon(fill)  # not re-entrant: connect drains
+
+    adapter = IkeUdpAdapter(dispatcher, [me], on_event=[on_event], netns=netns, ports=(500,))
+
+    def fill() -> None:
+        while state["started"] < n and state["started"] - state["established"] < concurrency:
+            state["started"] += 1
+            adapter.connect(config, (me, 500), (peer, 500))
+        if n and state["established"] >= n:
+            done.set()
+
+    async def run() -> None:
+        adapter.start()
+        conn.send("ready")
+        conn.recv()  # go
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        if n:
+            fill()
+            await asyncio.wait_for(done.wait(), 60 + n / 10)
+        else:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+        conn.send((state["established"], time.perf_counter() - wall0, time.process_time() - cpu0))
+        adapter.close()
+
+    asyncio.run(run())
+
+
+def run_afbr_udp(ps: ProposalSet, n: int, concurrency: int) -> Result:
+    """Initiator and responder in two processes (two cores), over UDP between namespaces."""
+    config_a, config_b = afbr_configs(ps)
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    with Lab("bench") as lab:
+        a, b = lab.host("a"), lab.host("b")
+        lab.link(a, "eth0", b, "eth0")
+        a.ip_batch(["addr add 192.0.2.1/24 dev eth0"])
+        b.ip_batch(["addr add 192.0.2.2/24 dev eth0"])
+        pipes = [ctx.Pipe() for _ in range(2)]
+        common = {"stop": stop}
+        sides = [
+            ctx.Process(
+                target=_udp_side,
+                args=(b.name,),
+                kwargs={
+                    **common,
+                    "me": "192.0.2.2",
+                    "peer": "192.0.2.1",
+                    "config": config_b,
+                    "n": 0,
+                    "concurrency": 0,
+                    "conn": pipes[0][1],
+                },
+            ),
+            ctx.Process(
+                target=_udp_side,
+                args=(a.name,),
+                kwargs={
+                    **common,
+                    "me": "192.0.2.1",
+                    "peer": "192.0.2.2",
+                    "config": config_a,
+                    "n": n,
+                    "concurrency": concurrency,
+                    "conn": pipes[1][1],
+                },
+            ),
+        ]
+        for proc, (ours, _theirs) in zip(sides, pipes, strict=True):
+            proc.start()
+            ours.recv()
+        for ours, _theirs in pipes:
+            ours.send("go")
+        established, wall, cpu_i = pipes[1][0].recv()
+        stop.set()
+        _, _, cpu_r = pipes[0][0].recv()
+        for proc in sides:
+            proc.join(10)
+    return Result("afbr", ps.name, established, wall, cpu_i + cpu_r)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,10 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only", choices=("afbr", "strongswan"))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--in-memory", action="store_true", help="also afbr with both ends in one process"
+    )
     args = parser.parse_args(argv)
     results: list[Result] = []
     for ps in SETS:
         if args.only in (None, "afbr"):
+            results.append(run_afbr_udp(ps, args.n, args.concurrency))
+        if args.in_memory:
             results.append(run_afbr(ps, args.n, args.concurrency))
         if args.only in (None, "strongswan"):
             from ike_setup_strongswan import run_strongswan

@@ -9,6 +9,7 @@ and lists) sends `initiate` requests that return at once (timeout -1) and counts
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -23,8 +24,12 @@ CMD_REQUEST, CMD_RESPONSE, CMD_UNKNOWN = 0, 1, 2
 EVENT_REGISTER, EVENT_CONFIRM, EVENT = 3, 5, 7
 KEY_VALUE, SECTION_START, SECTION_END = 3, 1, 2
 
+PLUGINS = (
+    "random nonce openssl pem pkcs1 pkcs8 pubkey kdf kernel-libipsec kernel-netlink "
+    "socket-default vici"
+)
 STRONGSWAN_CONF = """charon-systemd {{
-    load = random nonce openssl pem pkcs1 pkcs8 pubkey kdf kernel-libipsec kernel-netlink socket-default vici
+    load = {plugins}
     install_routes = no
     reuse_ikesa = no
     dos_protection = no
@@ -39,7 +44,7 @@ STRONGSWAN_CONF = """charon-systemd {{
     filelog {{
         log {{
             path = {d}/charon.log
-            default = 0
+            default = {level}
             flush_line = yes
         }}
     }}
@@ -124,10 +129,16 @@ class Vici:
 
 class BenchCharon:
     def __init__(self, host: Host, me: str, peer: str, ps: ProposalSet, initiator: bool) -> None:
-        self.dir = Path("/tmp") / f"afbr-bench-{host.name}"  # noqa: S108
+        self.dir = Path("/tmp") / f"afbr-bench-{host.name}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "strongswan.conf").write_text(STRONGSWAN_CONF.format(d=self.dir))
+        (self.dir / "strongswan.conf").write_text(
+            STRONGSWAN_CONF.format(
+                plugins=PLUGINS, d=self.dir, level=os.environ.get("AFBR_BENCH_LOG", "0")
+            )
+        )
         ids = ("a.example", "b.example") if initiator else ("b.example", "a.example")
+        ts = ("198.51.100.1/32", "203.0.113.1/32")
+        ts = ts if initiator else (ts[1], ts[0])
         ts = (
             ("198.51.100.1/32", "203.0.113.1/32")
             if initiator
@@ -181,11 +192,12 @@ def run_strongswan(ps: ProposalSet, n: int, concurrency: int) -> Result:
     with Lab("bench") as lab:
         a, b = lab.host("a"), lab.host("b")
         lab.link(a, "eth0", b, "eth0")
-        a.ip_batch(["addr add 192.0.2.1/24 dev eth0"])
-        b.ip_batch(["addr add 192.0.2.2/24 dev eth0"])
+        a.ip_batch(["addr add 192.0.2.1/24 dev eth0", "addr add 198.51.100.1/32 dev lo"])
+        b.ip_batch(["addr add 192.0.2.2/24 dev eth0", "addr add 203.0.113.1/32 dev lo"])
         responder = BenchCharon(b, "192.0.2.2", "192.0.2.1", ps, initiator=False)
         initiator = BenchCharon(a, "192.0.2.1", "192.0.2.2", ps, initiator=True)
         vici = Vici(initiator.vici_path)
+        vici.sock.settimeout(10.0)  # a stalled peer ends the measurement, never hangs it
         vici.send(EVENT_REGISTER, "child-updown")
         while vici.receive()[0] != EVENT_CONFIRM:
             pass
@@ -199,11 +211,16 @@ def run_strongswan(ps: ProposalSet, n: int, concurrency: int) -> Result:
                 vici.send(CMD_REQUEST, "initiate", request)
                 started += 1
                 pending += 1
-            kind, name = vici.receive()
+            try:
+                kind, name = vici.receive()
+            except TimeoutError:
+                break
             if kind == CMD_RESPONSE:
                 pending -= 1
             elif kind == EVENT and name == "child-updown":
                 established += 1
         wall = time.perf_counter() - wall0
         cpu = initiator.cpu_seconds() + responder.cpu_seconds() - cpu0
+        for charon in (initiator, responder):
+            shutil.rmtree(charon.dir, ignore_errors=True)
         return Result("strongswan", ps.name, established, wall, cpu)

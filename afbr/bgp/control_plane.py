@@ -33,7 +33,14 @@ from afbr.bgp.exabgp_commands import (
     announce_commands,
     local_advertisements,
 )
-from afbr.bgp.exabgp_events import ApiEvent, ExabgpShutdown, NeighborDown, NeighborUp
+from afbr.bgp.exabgp_events import (
+    Afi,
+    ApiEvent,
+    ExabgpShutdown,
+    NeighborDown,
+    NeighborUp,
+    PeerOpen,
+)
 from afbr.bgp.session_config import DEFAULT_RESTART_TIME, BgpSessionConfig
 from afbr.bgp.softwire_rib import RibPath, SoftwireRib, TunnelEncapDecoder
 
@@ -58,6 +65,7 @@ class BgpControlPlane:
         self.acks: Counter[str] = Counter()
         self.shutdown = False
         self.generation = 0  # bumped whenever the RIB's best paths change
+        self.peer_families: dict[str, frozenset[Afi]] = {}  # from each neighbor's OPEN
 
     def startup_commands(self) -> list[str]:
         """Ask established neighbors for their routes again (RFC 2918).
@@ -81,6 +89,8 @@ class BgpControlPlane:
     def apply(self, event: ApiEvent) -> list[str]:
         for observe in self.observers:
             observe(event)
+        if isinstance(event, PeerOpen):
+            self.peer_families[event.neighbor] = event.families
         if isinstance(event, NeighborDown) and self._keeps_stale(event):
             self.rib.mark_stale(None, self.restart_time, event.neighbor)  # RFC 4724 §4.2
             return []
@@ -94,8 +104,9 @@ class BgpControlPlane:
     def announce_to(self, neighbor: str) -> list[str]:
         """Every local prefix, to one neighbor that just came up (ExaBGP keeps them after).
 
-        Then End-of-RIB for both families when Graceful Restart is on for it (RFC 4724 §4.1:
-        the rendered config leaves End-of-RIB to us, so it follows our routes).
+        Then End-of-RIB when Graceful Restart is on for it (RFC 4724 §4.1: the rendered config
+        leaves End-of-RIB to us, so it follows our routes), for each unicast family both we
+        (always both) and its OPEN offered: none when its OPEN was not seen.
         """
         commands = []
         for version in sorted(self.advertised):
@@ -105,7 +116,11 @@ class BgpControlPlane:
                 for command in announce_commands(advert, advert.prefixes)
             ]
         if self.restart_time(neighbor):
-            commands += [f"neighbor {neighbor} announce eor {f} unicast" for f in ("ipv4", "ipv6")]
+            families = self.peer_families.get(neighbor, frozenset())
+            commands += [
+                f"neighbor {neighbor} announce eor {afi.name.lower()} unicast"
+                for afi in sorted(families)
+            ]
         return commands
 
     # -- Graceful Restart (RFC 4724) ------------------------------------------------------------

@@ -17,6 +17,8 @@ line on the bridge's stdin; the shapes below were recorded from ExaBGP 5.0.15 it
     {"type": "refresh", "neighbor": {..., "route-refresh": {"afi": "ipv4", "safi": "unicast",
         "subtype": "query"}}}
     {"type": "notification", "notification": "shutdown"}
+    {"type": "open", "neighbor": {..., "direction": "receive", "open": {"version": 4, ...,
+        "capabilities": {"1": {"name": "multiprotocol", "families": ["ipv4/unicast"]}}}}}
 
 and the plain lines `done` / `error` acknowledging each command the bridge wrote.
 
@@ -50,6 +52,7 @@ from afbr.bgp.exabgp_events import (
     NeighborUp,
     Origin,
     PathAttributes,
+    PeerOpen,
     RouteAnnounce,
     RouteRefresh,
     RouteWithdraw,
@@ -60,6 +63,7 @@ _log = logging.getLogger(__name__)
 TUNNEL_ENCAP_KEY_PREFIX = "attribute-0x17-"  # type code 23 (RFC 9012 §2), any flags
 _FAMILIES = {"ipv4 unicast": Afi.IPV4, "ipv6 unicast": Afi.IPV6}
 _AFI_NAMES = {"ipv4": Afi.IPV4, "ipv6": Afi.IPV6}
+_OPEN_FAMILIES = {"ipv4/unicast": Afi.IPV4, "ipv6/unicast": Afi.IPV6}
 _ORIGINS = {"igp": Origin.IGP, "egp": Origin.EGP, "incomplete": Origin.INCOMPLETE}
 _SEGMENTS = {"as-sequence": AsPathSegmentType.AS_SEQUENCE, "as-set": AsPathSegmentType.AS_SET}
 _CACHE_LIMIT = 65536  # interning tables are cleared past this (dedup is an optimisation only)
@@ -154,6 +158,8 @@ class ExabgpApiParser:
             return self._state(message)
         if kind == "refresh":
             return self._refresh(message)
+        if kind == "open":
+            return self._open(message)
         if kind == "notification" and message.get("notification") == "shutdown":
             return [ExabgpShutdown()]
         self.ignored[kind] += 1
@@ -188,6 +194,21 @@ class ExabgpApiParser:
             return [NeighborDown(neighbor=peer, reason=reason if isinstance(reason, str) else "")]
         self.ignored[f"state-{state}"] += 1
         return []
+
+    def _open(self, message: Mapping[str, Any]) -> ParsedLine:
+        """The families a neighbor's OPEN offers (only the received one matters)."""
+        neighbor, peer = self._neighbor(message)
+        if neighbor.get("direction") != "receive":
+            self.ignored["open-sent"] += 1
+            return []
+        capabilities = _field(_field(neighbor, "open", dict), "capabilities", dict)
+        families = {Afi.IPV4}  # RFC 4760 §8: no Multiprotocol capability, IPv4 unicast
+        for capability in capabilities.values():
+            if isinstance(capability, dict) and capability.get("name") == "multiprotocol":
+                offered = _field(capability, "families", list)
+                names = [f for f in offered if isinstance(f, str)]  # others: not a family
+                families = {_OPEN_FAMILIES[f] for f in names if f in _OPEN_FAMILIES}
+        return [PeerOpen(peer, frozenset(families))]
 
     def _refresh(self, message: Mapping[str, Any]) -> ParsedLine:
         neighbor, peer = self._neighbor(message)

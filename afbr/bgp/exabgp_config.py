@@ -93,6 +93,10 @@ def render_exabgp_config(
 def _neighbor_block(
     config: BgpSessionConfig, neighbor: NeighborConfig, keys: KeyRing | None
 ) -> list[str]:
+    # With Graceful Restart the control plane needs the neighbor's OPEN (its families) to send
+    # End-of-RIB only for families the session has: ExaBGP sends it for any family it is told,
+    # and a peer resets the session on an UPDATE of a family it did not negotiate.
+    receive_open = ["            open;"] if neighbor.graceful_restart else []
     local = neighbor.local_address or config.core_address
     block = [f"neighbor {neighbor.address} {{"]
     if neighbor.description:
@@ -129,6 +133,7 @@ def _neighbor_block(
         "    api {",
         f"        processes [ {PROCESS_NAME} ];",
         "        receive {",
+        *receive_open,
         "            parsed;",
         "            update;",
         "            refresh;",

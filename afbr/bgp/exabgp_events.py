@@ -118,6 +118,15 @@ class NeighborUp:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerOpen:
+    """The neighbor's OPEN: the unicast families it offers (RFC 4760 §8; without a
+    Multiprotocol capability, IPv4 unicast only)."""
+
+    neighbor: str
+    families: frozenset[Afi]
+
+
+@dataclass(frozen=True, slots=True)
 class NeighborDown:
     neighbor: str
     reason: str
@@ -149,6 +158,7 @@ ApiEvent = (
     RouteAnnounce
     | RouteWithdraw
     | NeighborUp
+    | PeerOpen
     | NeighborDown
     | EndOfRib
     | RouteRefresh

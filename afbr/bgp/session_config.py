@@ -83,8 +83,7 @@ class NeighborConfig:
     allow_unauthenticated: bool = False
     local_address: IPAddress | None = None  # default: the core address
     description: str = ""
-    # RFC 4724 Restart Time in seconds (12 bits, §3); 0: Graceful Restart off.  Off unless
-    # asked for here; `from_afbr_config` turns it on (DEFAULT_RESTART_TIME) for afbr's sessions.
+    # RFC 4724 Restart Time in seconds (12 bits, §3); 0: Graceful Restart off.
     graceful_restart: int = 0
 
     def __post_init__(self) -> None:
@@ -122,13 +121,19 @@ class BgpSessionConfig:
 
     @classmethod
     def from_afbr_config(
-        cls, config: AfbrConfig, ipsec_authenticator: bytes | None = None
+        cls,
+        config: AfbrConfig,
+        ipsec_authenticator: bytes | None = None,
+        *,
+        graceful_restart: int = 0,
     ) -> BgpSessionConfig:
         """The BGP view of afbr's validated config.
 
         With IPsec on, ESP tunnel mode (tunnel type 4, RFC 5566 §2) leads the SW-Encap set,
         as DESIGN.md makes it the default; the authenticator, when given, rides on every
-        tunnel (RFC 5566 §4).
+        tunnel (RFC 5566 §4).  `graceful_restart` is the RFC 4724 Restart Time of every
+        session (0: off): a driver that renders ExaBGP's config itself (the daemon) sets it,
+        e.g. to DEFAULT_RESTART_TIME; the plugin, running under an operator's ExaBGP, does not.
         """
         encap = config.encap
         entries: list[SwEncap] = []
@@ -158,7 +163,7 @@ class BgpSessionConfig:
                     hold_time=n.hold_time,
                     md5_key=n.md5_key,
                     allow_unauthenticated=n.allow_unauthenticated,
-                    graceful_restart=DEFAULT_RESTART_TIME,  # RFC 4724: afbr restarts lose nothing
+                    graceful_restart=graceful_restart,
                 )
                 for n in config.bgp.neighbors
             ),

@@ -44,6 +44,9 @@ from afbr.metrics import Metric, MetricsServer
 
 log = logging.getLogger("afbr.daemon")
 SYNC_DELAY = 0.05  # coalesce a burst of UPDATEs into one reconcile
+# Until the RIB has converged once (End-of-RIB from every neighbor up), the kernel keeps what
+# an earlier run left there: an empty RIB at start-up must not remove the softwires.
+STARTUP_GRACE = 60.0
 
 
 class Softwires(Protocol):
@@ -92,6 +95,7 @@ class AfbrDaemon:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
         self._exabgp_text = ""
+        self._converged_once = False
         self._lock = InstanceLock(self.config.state_dir / "afbr.lock")
 
     # -- life cycle ----------------------------------------------------------------------
@@ -115,7 +119,7 @@ class AfbrDaemon:
                 await metrics.start()
             if self.softwires_factory is not None and self.config.role == "afbr":
                 self.softwires = self.softwires_factory(self.config)
-                self._schedule_sync()  # adopt what the kernel still holds from an earlier run
+                loop.call_later(STARTUP_GRACE, self._end_startup_grace)
             self.supervisor = self._start_exabgp()
             log.info(
                 "afbr %s running (%s)", __version__, self.config_path, extra={"event": "start"}
@@ -124,7 +128,10 @@ class AfbrDaemon:
         finally:
             log.info("stopping the control plane; forwarding stays in place")
             if self.supervisor is not None:
-                await self.supervisor.stop()
+                # No Cease NOTIFICATION: the sessions just drop, so the route reflectors keep
+                # our routes through the graceful-restart time (RFC 4724 §4.2) and the other
+                # AFBRs keep forwarding to us while we restart.
+                await self.supervisor.stop(sig=signal.SIGKILL)
             bridge.close()
             await control.close()
             if metrics is not None:
@@ -200,7 +207,7 @@ class AfbrDaemon:
                 commands = self.control_plane.feed_line(line)
                 if commands:
                     await self._send(commands)
-                if self.control_plane.take_changes():
+                if self.control_plane.take_changes() or not self._converged_once:
                     self._schedule_sync()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.warning("ExaBGP bridge connection failed: %s", exc)
@@ -218,7 +225,20 @@ class AfbrDaemon:
 
     # -- softwires ------------------------------------------------------------------------------
 
+    def _end_startup_grace(self) -> None:
+        if not self._converged_once:
+            log.warning(
+                "no End-of-RIB within %.0fs of start; reconciling with what is known", STARTUP_GRACE
+            )
+            self._converged_once = True
+            self._schedule_sync()
+
     def _schedule_sync(self) -> None:
+        if not self._converged_once:
+            rib = self.control_plane.rib
+            if not (rib.neighbors_up and rib.converged()):
+                return  # start-up: keep (adopt) the kernel's softwires until the RIB is whole
+            self._converged_once = True
         if self._sync_handle is None and self.softwires is not None:
             loop = asyncio.get_running_loop()
             self._sync_handle = loop.call_later(SYNC_DELAY, self._run_sync)

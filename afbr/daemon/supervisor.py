@@ -86,12 +86,13 @@ class Supervisor:
             await asyncio.sleep(delay)
         self.state = "stopped"
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """End the child (its whole process group) with `sig`, SIGKILL after `timeout`."""
         self._stopping = True
         proc = self.process
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, sig)
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
             except TimeoutError:

@@ -50,7 +50,10 @@ class DeleteL2tpTunnel:
 
 @dataclass(frozen=True)
 class ModifyLink:
-    link: LinkPlan  # the new parameters
+    """New parameters, alias, MTU and up in one message: one routing-table walk in the kernel
+    (every link change notifies, and IPv6 walks its whole table on each notification)."""
+
+    link: LinkPlan
     device: str  # an existing device of the same kind, re-used
     index: int
 
@@ -121,7 +124,7 @@ def reconcile_plan(plan: KernelPlan, observed: ObservedState) -> Reconciliation:
     taken = set(observed.links) - gone
     for want, have in reused:
         devices[want.name] = have.name
-        changes += [ModifyLink(want, have.name, have.index), ConfigureLink(want, have.name, False)]
+        changes.append(ModifyLink(want, have.name, have.index))
     for want in pending:
         if want.name not in devices:
             device = _free_name(want.name, taken)

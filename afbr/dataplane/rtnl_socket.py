@@ -127,9 +127,14 @@ class NetlinkPipe:
         seq = self.reserve(1)
         return self.pipeline([build(seq)], seq).get(0, 0)
 
-    def dump(self, build: Callable[[int], bytes]) -> list[bytes]:
-        """A dump request; the raw receive buffers up to NLMSG_DONE."""
-        seq = next(self._seq)
+    def dump(self, build: Callable[[int], bytes], seq: int | None = None) -> list[bytes]:
+        """A dump request; the raw receive buffers up to NLMSG_DONE.
+
+        A fixed `seq` makes the answer byte-identical while the kernel state is (see
+        KernelSoftwires.observe); it must not be one `reserve` hands out.
+        """
+        if seq is None:
+            seq = next(self._seq)
         self._sock.send(build(seq))
         buffers: list[bytes] = []
         while True:

@@ -103,11 +103,14 @@ def new_link(seq: int, name: str, kind: str, info_data: bytes, mtu: int) -> byte
     return message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, seq, payload)
 
 
-def change_link(seq: int, index: int, kind: str, info_data: bytes, mtu: int) -> bytes:
-    """RTM_NEWLINK changing a tunnel device's parameters in place (same kind, same ifindex)."""
+def change_link(
+    seq: int, index: int, kind: str, info_data: bytes, *, mtu: int, alias: str
+) -> bytes:
+    """RTM_NEWLINK changing a tunnel device in place (same kind, same ifindex), up."""
     payload = (
-        IFINFOMSG.pack(0, 0, index, 0, 0)
+        IFINFOMSG.pack(0, 0, index, IFF_UP, IFF_UP)
         + attr(IFLA_MTU, struct.pack("=I", mtu))
+        + attr(IFLA_IFALIAS, alias.encode())
         + nested(
             IFLA_LINKINFO, attr(IFLA_INFO_KIND, kind.encode()), attr(IFLA_INFO_DATA, info_data)
         )

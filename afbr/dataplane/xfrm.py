@@ -23,6 +23,7 @@ import errno
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from afbr.dataplane.xfrm_records import UserSaInfo
 from afbr.dataplane.xfrm_socket import (
     NLM_F_CREATE,
     NLM_F_EXCL,
@@ -43,7 +44,6 @@ from afbr.dataplane.xfrm_wire import (
     Lifetime,
     LifetimeCurrent,
     Selector,
-    UserSaInfo,
     XfrmAttr,
     XfrmDecodeError,
     XfrmMode,

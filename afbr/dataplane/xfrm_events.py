@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from afbr.dataplane.xfrm import IF_ID_MAX, IF_ID_MIN, is_afbr_reqid
+from afbr.dataplane.xfrm_records import UserPolicyInfo, UserSaInfo, UserTemplate
 from afbr.dataplane.xfrm_socket import NetlinkMessage, XfrmSocket, parse_attrs
 from afbr.dataplane.xfrm_wire import (
     USER_ACQUIRE_TAIL,
@@ -22,9 +23,6 @@ from afbr.dataplane.xfrm_wire import (
     USERSA_INFO,
     IPAddress,
     Selector,
-    UserPolicyInfo,
-    UserSaInfo,
-    UserTemplate,
     XfrmAttr,
     XfrmDecodeError,
     XfrmGroup,

@@ -16,6 +16,7 @@ import errno
 from dataclasses import dataclass
 
 from afbr.dataplane.xfrm import IF_ID_MAX, IF_ID_MIN, is_afbr_reqid
+from afbr.dataplane.xfrm_records import UserPolicyInfo, UserTemplate
 from afbr.dataplane.xfrm_socket import (
     NLM_F_CREATE,
     NLM_F_EXCL,
@@ -35,8 +36,6 @@ from afbr.dataplane.xfrm_wire import (
     PolicyAction,
     PolicyDir,
     Selector,
-    UserPolicyInfo,
-    UserTemplate,
     XfrmAttr,
     XfrmMode,
     XfrmMsgType,

@@ -24,6 +24,7 @@ from afbr.ipsec.ike_config import Address, IkeConfig
 from afbr.ipsec.ike_constants import (
     IKE_PORT,
     NAT_KEEPALIVE,
+    NAT_T_PORT,
     NON_ESP_MARKER,
     ExchangeType,
 )
@@ -452,5 +453,12 @@ class IkeSa:
         self.last_received = now
         if self.nat_remote and addr != self.remote_addr and self.state == IkeState.ESTABLISHED:
             self.remote_addr = addr
-        if local is not None and local[1] != self.local_addr[1] and self.nat_detected:
+        if local is None or local[1] == self.local_addr[1]:
+            return
+        # RFC 7296 §2.23: a peer may move to port 4500 with or without a NAT between us;
+        # RFC 7296 §2.11: the exchange goes on from and to where its request arrived.
+        floated = local[1] == NAT_T_PORT and self.local_addr[1] == IKE_PORT
+        if self.nat_detected or floated:
             self.local_addr = local
+        if floated and addr[1] == NAT_T_PORT:
+            self.remote_addr = addr

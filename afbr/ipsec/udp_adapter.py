@@ -21,7 +21,7 @@ from afbr.dataplane.xfrm_events import XfrmEvent, XfrmEventListener
 from afbr.dataplane.xfrm_socket import netns_scope
 from afbr.ipsec.ike_config import Address, IkeConfig
 from afbr.ipsec.ike_dispatcher import IkeDispatcher
-from afbr.ipsec.ike_events import IkeEvent
+from afbr.ipsec.ike_events import IkeEvent, IkeSaId
 from afbr.ipsec.ike_sa import Datagram, IkeSa
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,15 @@ class IkeUdpAdapter:
         action(sa, now)
         self.dispatcher.after_command(sa, now)
         self._flush()
+
+    def rekey_child_of(self, ike_sa: IkeSaId, inbound_spi: int) -> bool:
+        """Start a CHILD SA rekey (e.g. on the kernel's soft EXPIRE); False if the IKE SA is
+        gone."""
+        sa = next((s for s in self.dispatcher.sas.values() if s.id == ike_sa), None)
+        if sa is None:
+            return False
+        self.drive(lambda s, now: s.rekey_child(inbound_spi, now), sa)
+        return True
 
     # -- I/O ---------------------------------------------------------------------------------
     def _on_readable(self, endpoint: _Endpoint) -> None:

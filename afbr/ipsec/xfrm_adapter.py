@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from afbr.dataplane.xfrm import (
     EspCipher,
@@ -26,6 +26,7 @@ from afbr.dataplane.xfrm import (
     add_sa,
     delete_sa,
 )
+from afbr.dataplane.xfrm_events import SaExpired, XfrmEvent
 from afbr.dataplane.xfrm_iface import create_xfrm_interface
 from afbr.dataplane.xfrm_policy import install_route_based_peer
 from afbr.dataplane.xfrm_socket import XfrmKernelError, XfrmSocket
@@ -39,6 +40,7 @@ from afbr.ipsec.ike_events import (
     EspSaKeys,
     IkeEvent,
     IkeSaId,
+    IkeSaRekeyed,
 )
 
 log = logging.getLogger(__name__)
@@ -64,11 +66,23 @@ class InstalledChild:
 class XfrmChildInstaller:
     """Applies IKE events to the kernel; remembers which SAs it installed for which IKE SA."""
 
-    def __init__(self, sock: XfrmSocket, binding_for: Callable[[str], PeerBinding | None]) -> None:
+    def __init__(
+        self,
+        sock: XfrmSocket,
+        binding_for: Callable[[str], PeerBinding | None],
+        *,
+        soft_packets: int | None = None,
+        soft_bytes: int | None = None,
+    ) -> None:
         self.sock = sock
         self.binding_for = binding_for  # by the remote peer's IP address (text)
         self.children: dict[int, InstalledChild] = {}  # by inbound SPI
         self.failures = 0
+        # volume-based rekeys (RFC 7296 §2.8): the kernel's soft limits raise EXPIRE events;
+        # time-based rekeys are the IKE core's own timers, so no soft time limit is set
+        self.soft_packets = soft_packets
+        self.soft_bytes = soft_bytes
+        self._rekey_requested: set[int] = set()
 
     def prepare_peer(self, local_ip: str, remote_ip: str, *, underlying: str | None = None) -> None:
         """Create the peer's xfrm interface and wildcard policies (idempotent)."""
@@ -93,6 +107,8 @@ class XfrmChildInstaller:
                 self._install(event.ike_sa, event.child)  # the old pair goes on its delete
             elif isinstance(event, ChildSaDeleted):
                 self._remove(event.inbound_spi)
+            elif isinstance(event, IkeSaRekeyed) and not event.redundant:
+                self._move(event.ike_sa, event.new_ike_sa)  # CHILD SAs follow, kernel unchanged
         except (XfrmKernelError, ValueError) as exc:
             self.failures += 1
             log.error("XFRM update for %s failed: %s", type(event).__name__, exc)
@@ -100,6 +116,24 @@ class XfrmChildInstaller:
     def owner_of(self, inbound_spi: int) -> IkeSaId | None:
         child = self.children.get(inbound_spi)
         return child.ike_sa if child is not None else None
+
+    def rekey_due(self, event: XfrmEvent) -> tuple[IkeSaId, int] | None:
+        """For a soft EXPIRE of one of our SAs (either direction): the IKE SA and the inbound
+        SPI of the CHILD SA to rekey, once per CHILD SA; None for anything else."""
+        if not isinstance(event, SaExpired) or event.hard:
+            return None
+        for inbound_spi, child in self.children.items():
+            if event.spi in (child.inbound.spi, child.outbound.spi):
+                if inbound_spi in self._rekey_requested:
+                    return None
+                self._rekey_requested.add(inbound_spi)
+                return child.ike_sa, inbound_spi
+        return None
+
+    def _move(self, old: IkeSaId, new: IkeSaId) -> None:
+        for spi, child in list(self.children.items()):
+            if child.ike_sa == old:
+                self.children[spi] = InstalledChild(new, child.inbound, child.outbound)
 
     def remove_all(self) -> None:
         for spi in list(self.children):
@@ -119,14 +153,14 @@ class XfrmChildInstaller:
 
     def _remove(self, inbound_spi: int) -> None:
         child = self.children.pop(inbound_spi, None)
+        self._rekey_requested.discard(inbound_spi)
         if child is None:
             return
         delete_sa(self.sock, child.outbound)  # outbound first: the peer may still send on it
         delete_sa(self.sock, child.inbound)
 
-    @staticmethod
     def _spec(
-        child: ChildSaParams, keys: EspSaKeys, binding: PeerBinding, *, inbound: bool
+        self, child: ChildSaParams, keys: EspSaKeys, binding: PeerBinding, *, inbound: bool
     ) -> SaSpec:
         suite = child.algorithms
         encap = None
@@ -147,5 +181,13 @@ class XfrmChildInstaller:
             if_id=binding.if_id,
             encap=encap,
             replay_window=INBOUND_REPLAY_WINDOW if inbound else 0,
-            lifetime=Lifetime(hard_add_seconds=max(int(child.hard_lifetime), 0)),
+            lifetime=self._lifetime(child),
         )
+
+    def _lifetime(self, child: ChildSaParams) -> Lifetime:
+        limits = Lifetime(hard_add_seconds=max(int(child.hard_lifetime), 0))
+        if self.soft_packets is not None:
+            limits = replace(limits, soft_packets=self.soft_packets)
+        if self.soft_bytes is not None:
+            limits = replace(limits, soft_bytes=self.soft_bytes)
+        return limits

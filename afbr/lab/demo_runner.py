@@ -165,6 +165,14 @@ class RunningDemo:
                 proc.wait(timeout=STOP_TIMEOUT)
             daemon.host.stop(proc)  # whatever is left of its process group
         daemon.proc = None
+        # ExaBGP runs in a session of its own: one that outlived its afbr would keep a BGP
+        # session of the old config alive next to the next afbr's.
+        for pid in self.exabgp_pids(name):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with daemon.log.open("a") as log:
+                log.write(f"--- demo: ExaBGP pid {pid} outlived its afbr; killed it\n")
+            self.say(f"{name}: ExaBGP (pid {pid}) outlived its afbr; killed it")
 
     def restore(self) -> None:
         """Back to the demo as built: every afbr running on its own config, MD5 everywhere."""
@@ -180,7 +188,10 @@ class RunningDemo:
 
     def query(self, name: str, command: str) -> object:
         """One control-socket request to AFBR `name` (what `afbr COMMAND --json` prints)."""
-        return request(self.daemons[name].paths.control_socket, command, timeout=10.0)
+        try:
+            return request(self.daemons[name].paths.control_socket, command, timeout=10.0)
+        except OSError as exc:  # e.g. no answer within the timeout while it is busy starting
+            raise ControlClientError(f"no answer to {command!r} ({exc})") from exc
 
     def sees(self, name: str, other: str) -> tuple[bool, bool]:
         """Whether AFBR `name` has a route to `other`'s island and a softwire to its endpoint."""
@@ -246,6 +257,8 @@ class RunningDemo:
                 return time.monotonic() - start
             time.sleep(1.0)
         tails = "\n".join(f"--- {n} log:\n{_tail(d)}" for n, d in self.daemons.items())
+        if self.reflector is not None:
+            tails += f"\n--- {self.mesh.reflector.name} log:\n{self.reflector.log_tail(12)}"
         raise DemoError(
             f"the mesh did not converge in {timeout:.0f}s: " + "; ".join(problems) + "\n" + tails
         )

@@ -74,6 +74,7 @@ class GoBgp(Daemon):
         local_address: str,
         neighbors: Sequence[BgpNeighbor],
         cluster_id: str | None = None,
+        graceful_restart: bool = False,
     ) -> None:
         super().__init__(host, workdir)
         self.asn = asn
@@ -81,6 +82,7 @@ class GoBgp(Daemon):
         self.local_address = local_address
         self.neighbors = list(neighbors)
         self.cluster_id = cluster_id or router_id
+        self.graceful_restart = graceful_restart  # RFC 4724, as helper for restarting peers
         self.config = workdir / "gobgpd.toml"
 
     def config_text(self) -> str:
@@ -107,6 +109,8 @@ class GoBgp(Daemon):
                 "  [neighbors.timers.config]",
                 "    connect-retry = 1",
             ]
+            if self.graceful_restart:
+                out += ["  [neighbors.graceful-restart.config]", "    enabled = true"]
             if nbr.rr_client:
                 out += [
                     "  [neighbors.route-reflector.config]",
@@ -119,6 +123,11 @@ class GoBgp(Daemon):
                     "    [neighbors.afi-safis.config]",
                     f"      afi-safi-name = {_toml_str(family)}",
                 ]
+                if self.graceful_restart:
+                    out += [
+                        "    [neighbors.afi-safis.mp-graceful-restart.config]",
+                        "      enabled = true",
+                    ]
         return "\n".join(out) + "\n"
 
     def start(self, timeout: float = 15.0) -> GoBgp:
@@ -187,8 +196,10 @@ class Bird(Daemon):
         cluster_id: str | None = None,
         extra_config: str = "",
         export: str = "all",
+        graceful_restart: bool = False,
     ) -> None:
         super().__init__(host, workdir)
+        self.graceful_restart = graceful_restart  # RFC 4724, as helper for restarting peers
         self.export = export  # BIRD's channel export clause, e.g. "where source = RTS_BGP"
         self.asn = asn
         self.router_id = router_id
@@ -213,6 +224,8 @@ class Bird(Daemon):
             out.append(f"  password {json.dumps(nbr.md5_password)};")
         if nbr.passive:
             out.append("  passive on;")
+        if self.graceful_restart:
+            out.append("  graceful restart on;")
         if nbr.rr_client:
             out += ["  rr client;", f"  rr cluster id {self.cluster_id};"]
         for channel, igp in (

@@ -108,7 +108,7 @@ def test_changed_parameters_recreate_the_link_and_its_routes() -> None:
     stale = LinkInfo(index, link.name, link.kind, "afbr:0000", link.mtu, IFF_UP, b"")
     actions = diff(plan, ObservedState({link.name: stale}, frozenset(), observed.routes))
     # changed in place: same device, its routes stay
-    assert actions == [ModifyLink(link, link.name, index), ConfigureLink(link, link.name, False)]
+    assert actions == [ModifyLink(link, link.name, index)]
 
 
 def test_a_device_no_longer_wanted_is_reused_for_a_new_tunnel_of_its_kind() -> None:
@@ -127,7 +127,6 @@ def test_a_device_no_longer_wanted_is_reused_for_a_new_tunnel_of_its_kind() -> N
     assert result.actions == [
         DeleteRoutes(((old_key, index),)),  # before the device carries traffic elsewhere
         ModifyLink(new_link, device, index),
-        ConfigureLink(new_link, device, False),
         ReplaceRoutes(((key, device),)),
     ]
 

@@ -19,6 +19,7 @@ from afbr.dataplane.xfrm import (
 )
 from afbr.dataplane.xfrm_events import SaAcquire, SaExpired, parse_acquire, parse_expire
 from afbr.dataplane.xfrm_policy import PolicySpec, _policy_payload, route_based_policies
+from afbr.dataplane.xfrm_records import UserPolicyInfo, UserSaInfo, UserTemplate
 from afbr.dataplane.xfrm_socket import attr, parse_attrs, split_messages
 from afbr.dataplane.xfrm_wire import (
     AF_INET,
@@ -29,9 +30,6 @@ from afbr.dataplane.xfrm_wire import (
     LifetimeCurrent,
     PolicyDir,
     Selector,
-    UserPolicyInfo,
-    UserSaInfo,
-    UserTemplate,
     XfrmAttr,
     XfrmDecodeError,
     pack_encap,

@@ -30,7 +30,7 @@ from bgp_interop_support import (
 
 from afbr.lab.afbr_control_plane import AfbrControlPlane
 from afbr.lab.netns import Lab
-from afbr.lab.peers import Bird, GoBgp, tcp_md5_rejections
+from afbr.lab.peers import Bird, GoBgp, PeerError, tcp_md5_rejections
 from afbr.lab.reflector_lab import ReflectorKind, ReflectorLab, reflector_lab
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
@@ -54,6 +54,20 @@ def _start_planes(
         md5_keys={"rr": KEY},
     ).start()
     return a, b
+
+
+def _explain(rr: GoBgp | Bird, a: AfbrControlPlane, client_family: int) -> str:
+    """What the reflector holds and what A logged, for a failure message."""
+    if isinstance(rr, Bird):
+        held = rr.cli("show", "route", "all", "table", f"master{client_family}")
+        protocols = rr.cli("show", "protocols")
+    else:
+        held = str(rr.rib(f"ipv{client_family}"))
+        protocols = str(rr.cli_json("neighbor"))[:2000]
+    return (
+        f"reflector routes:\n{held}\nreflector sessions:\n{protocols}\n"
+        f"A's dump: {a.rib_dump()}\nA's log:\n{a.log_tail(60)}\n{rr.log_tail(30)}"
+    )
 
 
 def _reflected_attribute(rr: GoBgp | Bird, prefix: str, client_family: int) -> str | None:
@@ -80,10 +94,14 @@ def test_attribute_crosses_the_reflector(
     a_prefixes = CLIENT_PREFIXES[core]["a"]
     expected = expected_a_tunnels(client_family)
 
-    dump = b.wait_dump(
-        lambda d: set(d.get("prefixes", {})) >= set(a_prefixes),
-        what="A's prefixes in B's softwire RIB",
-    )
+    try:
+        dump = b.wait_dump(
+            lambda d: set(d.get("prefixes", {})) >= set(a_prefixes),
+            timeout=30,
+            what="A's prefixes in B's softwire RIB",
+        )
+    except PeerError as exc:
+        raise AssertionError(f"{exc}\n{_explain(rr, a, client_family)}") from exc
     # Exactly A's prefixes (B's own are not in its RIB), each with A's attribute.
     assert sorted(dump["prefixes"]) == sorted(a_prefixes)
     a_core = ipaddress.ip_address(topo.addresses["a"])

@@ -32,6 +32,7 @@ from test_strongswan_interop_lab import (
     topology,
 )
 
+from afbr.dataplane.xfrm_events import SaExpired
 from afbr.ipsec import (
     AuthenticationFailed,
     ChildSaDeleted,
@@ -41,6 +42,7 @@ from afbr.ipsec import (
     IkeConfig,
     IkeSaDeleted,
     IkeSaEstablished,
+    IkeSaRekeyed,
     KeyCredential,
     PeerTrust,
     PskCredential,
@@ -89,9 +91,11 @@ def start(
     config: IkeConfig,
     side: CharonSide,
     pem: dict[str, bytes] | None = None,
+    *,
+    soft_packets: int | None = None,
 ) -> tuple[AfbrNode, Charon]:
     a, b = hosts
-    node = AfbrNode(a, side.remote_ip, side.local_ip, config)
+    node = AfbrNode(a, side.remote_ip, side.local_ip, config, soft_packets=soft_packets)
     nodes.append(node)
     return node, Charon(b, side, pem or {})
 
@@ -161,6 +165,49 @@ def test_rekey_under_ping_loses_nothing(hosts: tuple[Host, Host], nodes: list[Af
     assert "150 packets transmitted, 150 received" in out.decode(), out.decode() + charon.log()
     assert child.child.inbound.spi not in node.installer.children
     assert len(node.sas()) == 2
+
+
+def test_kernel_soft_expire_starts_a_rekey(hosts: tuple[Host, Host], nodes: list[AfbrNode]) -> None:
+    """A soft packet limit on afbr's SAs: the kernel's EXPIRE makes afbr rekey, under ping."""
+    node, charon = start(hosts, nodes, psk_config(), CharonSide(), soft_packets=40)
+    node.connect()
+    first = node.wait_for(ChildSaEstablished)
+    out = node.host.run("ping", "-n", "-c", "80", "-i", "0.05", "-I", A_IN4, B_IN4)
+    assert "80 packets transmitted, 80 received" in out, out + charon.log()
+    rekeyed = node.wait_for(ChildSaRekeyed, timeout=10)
+    assert rekeyed.old_inbound_spi == first.child.inbound.spi
+    expired = [e for e in node.kernel_events if isinstance(e, SaExpired)]
+    assert expired and not any(e.hard for e in expired)
+    assert ping(node.host, A_IN4, B_IN4) == (3, 3)
+
+
+def test_ike_rekey_under_ping_loses_nothing(
+    hosts: tuple[Host, Host], nodes: list[AfbrNode]
+) -> None:
+    """strongSwan rekeys the IKE SA after 4 s, then afbr rekeys it; the CHILD SAs carry on."""
+    node, charon = start(hosts, nodes, psk_config(), CharonSide(rekey_time="4s"))
+    node.connect()
+    node.wait_for(ChildSaEstablished)
+    proc = node.host.popen("ping", "-n", "-c", "100", "-i", "0.1", "-I", A_IN4, B_IN4, stdout=-1)
+    try:
+        theirs = node.wait_for(IkeSaRekeyed, timeout=10)  # strongSwan's rekey
+        node.drive(lambda s, now: s.rekey(now), theirs.new_sa)  # afbr's own
+        ours = node.wait_for(IkeSaRekeyed, timeout=10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{charon.log()}") from None
+    assert ours.ike_sa == theirs.new_ike_sa
+    out, _ = proc.communicate(timeout=60)
+    assert "100 packets transmitted, 100 received" in out.decode(), out.decode() + charon.log()
+    # strongSwan goes on rekeying every 4 s: the CHILD SAs belong to whichever IKE SA is live
+    owners, live = node.call(
+        lambda: (
+            {c.ike_sa for c in node.installer.children.values()},
+            {sa.id for sa in node.dispatcher.sas.values()},
+        )
+    )
+    assert owners and owners <= live
+    assert len(node.sas()) == 2
+    assert ping(node.host, A_IN6, B_IN6) == (3, 3)
 
 
 def test_dpd_clears_sas_after_kill(hosts: tuple[Host, Host], nodes: list[AfbrNode]) -> None:
@@ -289,11 +336,6 @@ def test_udp_encapsulation_when_charon_fakes_a_nat(
     assert all(s.encap == (4500, 4500) for s in kernel_sas(charon.host))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IKEv2 core (H5): a responder answers from port 500 after the peer floated to 4500 "
-    "without a NAT (RFC 7296 §2.11: answer from where the request arrived)",
-)
 def test_afbr_responder_when_charon_floats_to_4500(
     hosts: tuple[Host, Host], nodes: list[AfbrNode]
 ) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from afbr.dataplane.xfrm import IF_ID_MIN, REQID_MIN, SaState, list_sas
+from afbr.dataplane.xfrm_events import XfrmEvent
 from afbr.dataplane.xfrm_socket import XfrmSocket
 from afbr.ipsec import IkeConfig, IkeDispatcher, IkeEvent, IkeSa
 from afbr.ipsec.udp_adapter import IkeUdpAdapter
@@ -67,14 +68,23 @@ def topology(lab: Lab) -> tuple[Host, Host]:
 class AfbrNode:
     """afbr's IKE agent in namespace `host`, on a loop in a background thread."""
 
-    def __init__(self, host: Host, local_ip: str, remote_ip: str, config: IkeConfig) -> None:
+    def __init__(
+        self,
+        host: Host,
+        local_ip: str,
+        remote_ip: str,
+        config: IkeConfig,
+        *,
+        soft_packets: int | None = None,
+    ) -> None:
         self.host, self.local_ip, self.remote_ip, self.config = host, local_ip, remote_ip, config
         self.events: queue.Queue[IkeEvent] = queue.Queue()
         self.seen: list[IkeEvent] = []
+        self.kernel_events: list[XfrmEvent] = []
         self.xfrm = XfrmSocket(host.name)
         binding = PeerBinding(AFBR_IF_ID, AFBR_REQID)
         self.installer = XfrmChildInstaller(
-            self.xfrm, lambda ip: binding if ip == remote_ip else None
+            self.xfrm, lambda ip: binding if ip == remote_ip else None, soft_packets=soft_packets
         )
         self.installer.prepare_peer(local_ip, remote_ip, underlying="eth0")
         iface = f"afx{AFBR_IF_ID & 0xFFFF:04x}"
@@ -87,11 +97,19 @@ class AfbrNode:
             [local_ip],
             on_event=[self.installer.apply, self.events.put],
             netns=host.name,
+            on_xfrm_event=self._on_kernel_event,
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.call(self.adapter.start)
+
+    def _on_kernel_event(self, event: XfrmEvent) -> None:
+        """The daemon's wiring: a soft EXPIRE of a CHILD SA starts its rekey."""
+        self.kernel_events.append(event)
+        due = self.installer.rekey_due(event)
+        if due is not None:
+            self.adapter.rekey_child_of(*due)
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run `fn` on the agent's loop thread and return its result."""
@@ -181,6 +199,7 @@ class CharonSide:
     proposals: str = "aes128gcm16-prfsha256-ecp256"
     esp_proposals: str = "aes128gcm16"
     rekey_time: str = "0"
+    over_time: str = "1h"  # hard IKE lifetime = rekey_time + over_time (default 10%: too short)
     child_rekey_time: str = "0"
     child_life_time: str = "1h"  # the kernel counts whole seconds: keep it well past rekey
     dpd_delay: str = "0"
@@ -196,6 +215,7 @@ class CharonSide:
         remote_addrs = {self.remote_ip}
         proposals = {self.proposals}
         rekey_time = {self.rekey_time}
+        over_time = {self.over_time}
         dpd_delay = {self.dpd_delay}
         encap = {self.encap}
         mobike = {self.mobike}
