@@ -51,7 +51,10 @@ SW_ENCAP_TUNNEL_TYPE = {
     SwEncapKind.IP_IN_IP: 7,  # RFC 9012 §3.2
 }
 SHA1_AUTHENTICATOR_SIZE = 20  # RFC 5566 §4
-DEFAULT_RESTART_TIME = 120  # seconds our peers keep our routes while afbr restarts
+# RFC 4724 §3 Restart Time afbr advertises: how long its peers keep its routes while ExaBGP or
+# the daemon restarts (2-5 s measured on a lab host), and so also how long a stopped AFBR's
+# routes linger elsewhere (GoBGP 3.10 keeps them exactly this long; the demo allows 60 s).
+DEFAULT_RESTART_TIME = 30
 MAX_RESTART_TIME = 0xFFF  # RFC 4724 §3
 
 

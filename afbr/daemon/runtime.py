@@ -35,7 +35,7 @@ from afbr.bgp.exabgp_config import (
 )
 from afbr.bgp.keyfile import KeyRing, load_key_file
 from afbr.bgp.mesh_view import MeshView
-from afbr.bgp.session_config import BgpSessionConfig
+from afbr.bgp.session_config import DEFAULT_RESTART_TIME, BgpSessionConfig
 from afbr.config import AfbrConfig, load_config
 from afbr.daemon.control_socket import ControlServer, Handler
 from afbr.daemon.instance_lock import InstanceLock
@@ -121,6 +121,7 @@ class AfbrDaemon:
                 self.softwires = self.softwires_factory(self.config)
                 loop.call_later(STARTUP_GRACE, self._end_startup_grace)
             self.supervisor = self._start_exabgp()
+            self._spawn(self._sweep_stale())
             log.info(
                 "afbr %s running (%s)", __version__, self.config_path, extra={"event": "start"}
             )
@@ -214,6 +215,9 @@ class AfbrDaemon:
         finally:
             if self._bridge_writer is writer:
                 self._bridge_writer = None
+                # ExaBGP went away: keep every path, stale, until the sessions are back and
+                # End-of-RIB refreshes them (RFC 4724 §4.2); forwarding is not touched.
+                self.control_plane.connection_lost(time.monotonic())
             writer.close()
 
     async def _send(self, commands: list[str]) -> None:
@@ -224,6 +228,12 @@ class AfbrDaemon:
         await writer.drain()
 
     # -- softwires ------------------------------------------------------------------------------
+
+    async def _sweep_stale(self) -> None:
+        while True:  # RFC 4724 §4.2: stale paths whose End-of-RIB never came
+            await asyncio.sleep(1.0)
+            if self.control_plane.sweep_stale(time.monotonic()):
+                self._schedule_sync()
 
     def _end_startup_grace(self) -> None:
         if not self._converged_once:
@@ -388,7 +398,8 @@ class AfbrDaemon:
 
     @staticmethod
     def _session_config(config: AfbrConfig) -> BgpSessionConfig:
-        return BgpSessionConfig.from_afbr_config(config)
+        # RFC 4724: the reflectors keep our routes while ExaBGP or afbr restarts.
+        return BgpSessionConfig.from_afbr_config(config, graceful_restart=DEFAULT_RESTART_TIME)
 
     @staticmethod
     def _bgp_keys(config: AfbrConfig) -> KeyRing | None:

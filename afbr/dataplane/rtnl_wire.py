@@ -7,12 +7,10 @@ Kernel references: include/uapi/linux/{netlink,rtnetlink,if_link,if_tunnel,genet
 
 from __future__ import annotations
 
-import operator
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 NLMSG_HDR = struct.Struct("=IHHII")
 NLA_HDR = struct.Struct("=HH")
@@ -236,57 +234,49 @@ def dump_routes(seq: int, *, version: int, table: int) -> bytes:
 
 @dataclass(frozen=True)
 class _RouteShape:
-    """One shape of route message (its attribute types in order), unpacked in one call.
+    """One shape of route message: its length and where its attributes sit.
 
-    A dump repeats a few shapes (one per family, mostly): the first message of each length
-    is walked attribute by attribute to build a `Struct`; later messages of that length are
-    unpacked with it, and used only if their attribute types are the same.
+    A dump repeats a few shapes (one per family, mostly).  The first message of each length
+    is walked attribute by attribute; a run of later messages of that length is then read
+    column by column with strided slices (no per-message Python work but the address), and
+    only the messages whose header and attribute headers equal the first one's are taken.
     """
 
     size: int
-    iter_unpack: Callable[[memoryview], Iterator[tuple[Any, ...]]]
-    types_of: Callable[[tuple[Any, ...]], Any]
-    types: tuple[int, ...] | int
-    dst: int  # tuple index of each value, -1 when absent
-    oif: int
-    table: int
+    header_words: tuple[int, ...]  # word index of each attribute header, and of nlmsg type
+    header_values: tuple[int, ...]  # what those words hold in this shape
+    dst: int  # byte offset of the RTA_DST value, -1 when absent
+    dst_len: int
+    oif: int  # byte offset of the RTA_OIF value
+    table: int  # byte offset of the RTA_TABLE value, -1 when absent
 
 
 def _route_shape(view: memoryview, offset: int, length: int) -> _RouteShape | None:
-    fmt = ["=IH10xBB2xBB6x"]  # length, type | family, dst_len, table, protocol
-    index = 6
-    type_slots: list[int] = []
-    types: list[int] = []
-    values = {RTA_DST: -1, RTA_OIF: -1, RTA_TABLE: -1}
+    if length % 4:
+        return None
+    words = [1]  # nlmsg type + flags
+    values = {RTA_DST: (-1, 0), RTA_OIF: (-1, 0), RTA_TABLE: (-1, 0)}
     pos, stop = offset + 28, offset + length
     while pos + 4 <= stop:
         alen, kind = NLA_HDR.unpack_from(view, pos)
         padded = (alen + 3) & ~3
         if alen < 4 or pos + padded > stop:
             return None
-        type_slots.append(index + 1)
-        types.append(kind)
-        index += 2
+        words.append((pos - offset) // 4)
         if kind in values and (kind == RTA_DST or alen == 8):
-            fmt.append(f"HH{alen - 4}s{padded - alen}x" if kind == RTA_DST else "HHI")
-            values[kind] = index
-            index += 1
-        else:
-            fmt.append(f"HH{padded - 4}x")
+            values[kind] = (pos - offset + 4, alen - 4)
         pos += padded
-    if values[RTA_OIF] < 0:
+    if values[RTA_OIF][0] < 0 or pos != stop:
         return None
-    layout = struct.Struct("".join(fmt))
-    if layout.size != length or False:
-        return None
+    first = view[offset : offset + length].cast("I")
     return _RouteShape(
         length,
-        layout.iter_unpack,
-        operator.itemgetter(*type_slots),
-        tuple(types) if len(types) > 1 else types[0],  # what itemgetter returns
-        values[RTA_DST],
-        values[RTA_OIF],
-        values[RTA_TABLE],
+        tuple(words),
+        tuple(first[word] for word in words),
+        values[RTA_DST][0],
+        values[RTA_DST][1],
+        values[RTA_OIF][0],
+        values[RTA_TABLE][0],
     )
 
 
@@ -304,7 +294,7 @@ def parse_routes(buffer: bytes | memoryview, found: dict[RouteKey, int], table: 
             if length not in shapes:
                 shapes[length] = _route_shape(view, offset, length)
             shape = shapes[length]
-            if shape is not None and length % 4 == 0:
+            if shape is not None and offset % 4 == 0:
                 done = _add_run(found, table, view, offset, shape)
                 if done:
                     offset += done * length
@@ -313,24 +303,66 @@ def parse_routes(buffer: bytes | memoryview, found: dict[RouteKey, int], table: 
         offset += (length + 3) & ~3
 
 
+def _same_prefix(column: list[int], expected: int) -> int:
+    """How many leading entries of `column` equal `expected`."""
+    if column.count(expected) == len(column):
+        return len(column)
+    return next(i for i, value in enumerate(column) if value != expected)
+
+
 def _add_run(
     found: dict[RouteKey, int], table: int, view: memoryview, offset: int, shape: _RouteShape
 ) -> int:
     """Add the run of same-shape messages starting at `offset`; return how many it used."""
-    count = (len(view) - offset) // shape.size
-    used = 0
-    types, types_of, size = shape.types, shape.types_of, shape.size
-    dst_at, oif_at, table_at = shape.dst, shape.oif, shape.table
-    for fields in shape.iter_unpack(view[offset : offset + count * size]):
-        if fields[0] != size or fields[1] != RTM_NEWROUTE or types_of(fields) != types:
-            break
-        used += 1
-        if fields[5] != RTPROT_AFBR or (fields[table_at] if table_at >= 0 else fields[4]) != table:
-            continue
-        version = 4 if fields[2] == socket.AF_INET else 6
-        address = int.from_bytes(fields[dst_at], "big") if dst_at >= 0 else 0
-        found[(version, address, fields[3])] = fields[oif_at]
-    return used
+    size = shape.size
+    count = (len(view) - offset) // size
+    run = view[offset : offset + count * size]
+    words = run.cast("I")
+    stride = size // 4
+    count = _same_prefix(words[0::stride].tolist(), size)  # nlmsg_len
+    # nlmsg type+flags, then every attribute's length+type: as in the shape's first message
+    for word, value in zip(shape.header_words, shape.header_values, strict=True):
+        count = min(count, _same_prefix(words[word::stride].tolist(), value))
+    if count == 0:
+        return 0
+    run = run[: count * size]
+    words = words[: count * stride]
+    families = run[16::size].tolist()
+    plens = run[17::size].tolist()
+    protos = run[21::size].tolist()
+    tables = words[shape.table // 4 :: stride].tolist() if shape.table >= 0 else run[20::size]
+    oifs = words[shape.oif // 4 :: stride].tolist()
+    addresses = _addresses(run, shape, count)
+    version = 4 if families[0] == socket.AF_INET else 6
+    if (
+        families.count(families[0]) == count
+        and protos.count(RTPROT_AFBR) == count
+        and list(tables).count(table) == count
+    ):  # the usual case: the kernel filtered the dump by protocol and table
+        keys = zip([version] * count, addresses, plens, strict=True)
+        found.update(zip(keys, oifs, strict=True))
+        return count
+    for i in range(count):
+        if protos[i] == RTPROT_AFBR and tables[i] == table:
+            family = 4 if families[i] == socket.AF_INET else 6
+            found[(family, addresses[i], plens[i])] = oifs[i]
+    return count
+
+
+def _addresses(run: memoryview, shape: _RouteShape, count: int) -> list[int]:
+    """The RTA_DST value of each message of a run, as an int (network byte order)."""
+    dst, dst_len, size = shape.dst, shape.dst_len, shape.size
+    if dst < 0:
+        return [0] * count
+    after = size - dst - dst_len
+    if dst_len == 4:
+        return [a for (a,) in struct.iter_unpack(f">{dst}xI{after}x", run)]
+    if dst_len == 16:
+        return [(hi << 64) | lo for hi, lo in struct.iter_unpack(f">{dst}xQQ{after}x", run)]
+    return [
+        int.from_bytes(run[i + dst : i + dst + dst_len], "big")
+        for i in range(0, count * size, size)
+    ]
 
 
 def _add_route_slowly(

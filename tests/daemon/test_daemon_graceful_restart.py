@@ -7,12 +7,6 @@ sessions without a NOTIFICATION, Graceful Restart being negotiated) and started 
 RIB, polled all along, never loses A's prefix: the reflector keeps A's routes stale until A's
 End-of-RIB.  While only ExaBGP restarts, A's own RIB keeps B's prefix too (stale paths,
 `BgpControlPlane.connection_lost`), and afterwards both have each other's prefixes again.
-
-Depends on the daemon's wiring in afbr/daemon/runtime.py (the lead's; helper H9's report):
-rendering Graceful Restart (`BgpSessionConfig.from_afbr_config(config,
-graceful_restart=DEFAULT_RESTART_TIME)`), `control_plane.connection_lost(time.monotonic())`
-when the ExaBGP bridge connection ends, and `control_plane.sweep_stale(time.monotonic())`
-every second.  Until then the test is an expected failure (strict).
 """
 
 from __future__ import annotations
@@ -182,11 +176,6 @@ def start_afbr(host: Host, workdir: Path) -> subprocess.Popen[bytes]:
 
 # Until runtime.py has the wiring in the module docstring, B loses A's prefix for ~5 s: this
 # marker goes when the lead wires it (strict: an unexpected pass fails, as a reminder).
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the runtime.py wiring: from_afbr_config(..., graceful_restart=...), "
-    "control_plane.connection_lost() on bridge close, control_plane.sweep_stale() each second",
-)
 @pytest.mark.parametrize("reflector", ["gobgp", "bird"])
 def test_restarting_exabgp_or_afbr_loses_no_route(lab: Lab, tmp_path: Path, reflector: str) -> None:
     topo = reflector_lab(lab, tmp_path, core=6, clients=["a", "b"])

@@ -94,3 +94,26 @@ def test_link_attributes() -> None:
         "afbr:abc",
         1452,
     )
+
+
+def test_same_length_but_another_attribute_order_is_read_right() -> None:
+    """Messages are read column-wise by shape: one whose attributes sit elsewhere is not."""
+    dst = ipaddress.IPv6Address("2001:db8:2::").packed
+    usual = kernel_route6(dst, 48, 7)
+    swapped_attrs = (
+        attr(15, struct.pack("=I", 254))
+        + attr(1, dst)
+        + attr(4, struct.pack("=I", 9))  # RTA_OIF before RTA_PRIORITY
+        + attr(6, struct.pack("=I", 1024))
+        + attr(12, bytes(16))
+        + attr(20, b"\x00")
+    )
+    body = struct.pack("=BBBBBBBBI", 10, 56, 0, 0, 254, RTPROT_AFBR, 0, 1, 0) + swapped_attrs
+    swapped = struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, 2, 1, 0) + body
+    assert len(swapped) == len(usual)
+    found: dict[tuple[int, int, int], int] = {}
+    parse_routes(
+        usual + swapped + usual.replace(b"\x07\x00\x00\x00", b"\x08\x00\x00\x00"), found, 254
+    )
+    address = int.from_bytes(dst, "big")
+    assert found == {(6, address, 48): 8, (6, address, 56): 9}
