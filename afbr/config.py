@@ -35,7 +35,7 @@ from afbr.config_reader import (
 log = logging.getLogger(__name__)
 
 ENCAPSULATIONS = ("gre", "ip-in-ip", "l2tpv3")
-ESP_PROPOSALS = ("aes-gcm-16-128", "aes-gcm-16-256", "aes-cbc-128-sha256", "null-sha256")
+ESP_PROPOSALS = ("aes-gcm-16-128", "aes-gcm-16-256", "aes-cbc-256-sha256", "null-sha256")
 IKE_PROPOSALS: tuple[str, ...] = (
     "aes-gcm-16-128-prf-sha256-ecp256",
     "aes-gcm-16-256-prf-sha512-x25519",

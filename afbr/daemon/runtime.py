@@ -39,7 +39,9 @@ from afbr.bgp.session_config import DEFAULT_RESTART_TIME, BgpSessionConfig
 from afbr.config import AfbrConfig, load_config
 from afbr.daemon.control_socket import ControlServer, Handler
 from afbr.daemon.instance_lock import InstanceLock
+from afbr.daemon.ipsec_agent import IpsecAgent, local_private_key
 from afbr.daemon.supervisor import Backoff, Supervisor
+from afbr.ipsec import public_key_authenticator
 from afbr.metrics import Metric, MetricsServer
 
 log = logging.getLogger("afbr.daemon")
@@ -51,6 +53,8 @@ STARTUP_GRACE = 60.0
 
 class Softwires(Protocol):
     """What the daemon needs of the dataplane side (see afbr.daemon.softwire_sync)."""
+
+    ipsec: IpsecAgent | None
 
     def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]: ...
 
@@ -87,6 +91,7 @@ class AfbrDaemon:
         observers = [self.mesh_view.apply] if self.mesh_view is not None else []
         self.control_plane = BgpControlPlane(self._session_config(self.config), observers=observers)
         self.softwires: Softwires | None = None
+        self.ipsec: IpsecAgent | None = None
         self.supervisor: Supervisor | None = None
         self.last_sync: dict[str, Any] = {}
         self.counters: dict[str, int] = {"bridge_connections": 0, "syncs": 0, "sync_errors": 0}
@@ -119,6 +124,10 @@ class AfbrDaemon:
                 await metrics.start()
             if self.softwires_factory is not None and self.config.role == "afbr":
                 self.softwires = self.softwires_factory(self.config)
+                if self.config.ipsec.enabled:
+                    self.ipsec = IpsecAgent(self.config)
+                    self.ipsec.start()
+                    self.softwires.ipsec = self.ipsec
                 loop.call_later(STARTUP_GRACE, self._end_startup_grace)
             self.supervisor = self._start_exabgp()
             self._spawn(self._sweep_stale())
@@ -134,6 +143,8 @@ class AfbrDaemon:
                 # AFBRs keep forwarding to us while we restart.
                 await self.supervisor.stop(sig=signal.SIGKILL)
             bridge.close()
+            if self.ipsec is not None:
+                self.ipsec.close()  # the SAs stay in the kernel: forwarding goes on
             await control.close()
             if metrics is not None:
                 await metrics.close()
@@ -271,7 +282,7 @@ class AfbrDaemon:
             "status": lambda _req: self.status(),
             "tunnels": lambda _req: self.softwires.tunnels() if self.softwires else [],
             "routes": lambda _req: self.routes(),
-            "sas": lambda _req: [],
+            "sas": lambda _req: self.ipsec.sas() if self.ipsec is not None else [],
             "audit": lambda _req: self.audit(),
             "mesh": lambda _req: self.mesh(),
         }
@@ -398,8 +409,13 @@ class AfbrDaemon:
 
     @staticmethod
     def _session_config(config: AfbrConfig) -> BgpSessionConfig:
+        key = local_private_key(config) if config.ipsec.enabled else None
+        # RFC 5566 §4: with public keys, advertise the hash of ours in BGP.
+        authenticator = public_key_authenticator(key.public_key()) if key is not None else None
         # RFC 4724: the reflectors keep our routes while ExaBGP or afbr restarts.
-        return BgpSessionConfig.from_afbr_config(config, graceful_restart=DEFAULT_RESTART_TIME)
+        return BgpSessionConfig.from_afbr_config(
+            config, authenticator, graceful_restart=DEFAULT_RESTART_TIME
+        )
 
     @staticmethod
     def _bgp_keys(config: AfbrConfig) -> KeyRing | None:

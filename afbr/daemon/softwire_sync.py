@@ -14,7 +14,9 @@ from typing import Any
 
 from afbr.bgp.control_plane import BgpControlPlane
 from afbr.bgp.softwire_rib import RibPath
+from afbr.bgp.tunnel_encap import TunnelType
 from afbr.config import AfbrConfig
+from afbr.daemon.ipsec_agent import IpsecAgent
 from afbr.dataplane.softwires import SoftwireDataplane
 from afbr.encap.derive import derive_desired
 from afbr.encap.model import (
@@ -48,9 +50,30 @@ def remote_paths(control_plane: BgpControlPlane) -> Iterator[RemotePath]:
         yield RemotePath(ipaddress.ip_network(prefix), path.endpoint, encaps, path.neighbor)
 
 
+def authenticators(control_plane: BgpControlPlane) -> dict[str, bytes]:
+    """Per remote endpoint, the IPsec Tunnel Authenticator it advertised (RFC 5566 §4)."""
+    out: dict[str, bytes] = {}
+    seen: set[RibPath] = set()
+    for _prefix, path in control_plane.rib.best_paths():
+        if path in seen:
+            continue
+        seen.add(path)
+        for softwire in path.tunnels:
+            auth = softwire.tunnel.authenticator
+            if softwire.tunnel.tunnel_type == TunnelType.IPSEC_TUNNEL_MODE and auth is not None:
+                out[str(softwire.endpoint)] = auth.value
+    return out
+
+
 def local_policy(config: AfbrConfig) -> LocalEncapPolicy:
+    """With IPsec on, the only softwire is the ESP one (RFC 5566 type 4): an AFBR that does
+    not offer it gets none, rather than one that carries client traffic in clear."""
     address = config.core.address
-    preference = tuple(k for name in config.encap.preference for k in PREFERENCE_KINDS[name])
+    ipsec = config.ipsec.enabled
+    if ipsec:
+        preference: tuple[EncapKind, ...] = (EncapKind.ESP_TUNNEL,)
+    else:
+        preference = tuple(k for name in config.encap.preference for k in PREFERENCE_KINDS[name])
     return LocalEncapPolicy(
         preference=preference,
         local_v4=address if isinstance(address, ipaddress.IPv4Address) else None,
@@ -59,7 +82,7 @@ def local_policy(config: AfbrConfig) -> LocalEncapPolicy:
         l2tpv3_session_id=config.encap.l2tpv3_session_id,
         l2tpv3_cookie=config.encap.l2tpv3_cookie,
         underlay_mtu=config.core.mtu,
-        ipsec=IpsecMode.NONE,
+        ipsec=IpsecMode.TUNNEL if ipsec else IpsecMode.NONE,
         bgp_neighbors=frozenset(n.address for n in config.bgp.neighbors),
     )
 
@@ -68,6 +91,7 @@ class KernelSoftwireSync:
     """The daemon's dataplane side: one reconcile per batch of RIB changes."""
 
     def __init__(self, config: AfbrConfig) -> None:
+        self.ipsec: IpsecAgent | None = None  # set by the daemon when IPsec is on
         self.dataplane = SoftwireDataplane()
         self.desired = DesiredState()
         self.route_tunnel: dict[str, str] = {}
@@ -77,6 +101,8 @@ class KernelSoftwireSync:
         self.desired = derive_desired(remote_paths(control_plane), local_policy(config))
         self.route_tunnel = {str(r.prefix): r.tunnel for r in self.desired.routes}
         report = self.dataplane.reconcile(self.desired)
+        if self.ipsec is not None:  # after the xfrm interfaces exist
+            self.ipsec.sync(self.desired.ipsec, authenticators(control_plane))
         self.errors += len(report.errors)
         for what, code in report.errors:
             log.error("dataplane: %s failed (errno %d)", what, code)

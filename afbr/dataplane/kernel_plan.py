@@ -26,6 +26,7 @@ import struct
 from dataclasses import dataclass
 
 from afbr.dataplane.rtnl_wire import RouteKey, attr
+from afbr.dataplane.xfrm import IF_ID_MAX, IF_ID_MIN
 from afbr.encap.model import L2TP_KINDS, DesiredState, EncapKind, TunnelSpec
 
 ALIAS_PREFIX = "afbr:"
@@ -41,6 +42,7 @@ IFLA_GRE_LOCAL, IFLA_GRE_REMOTE, IFLA_GRE_TTL, IFLA_GRE_PMTUDISC = 6, 7, 8, 10
 IFLA_GRE_FLAGS = 13
 IFLA_IPTUN_LOCAL, IFLA_IPTUN_REMOTE, IFLA_IPTUN_TTL = 2, 3, 4
 IFLA_IPTUN_FLAGS, IFLA_IPTUN_PROTO, IFLA_IPTUN_PMTUDISC = 8, 9, 10
+IFLA_XFRM_IF_ID = 2
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,16 @@ def _alias(kind: str, identity: str) -> str:
     return ALIAS_PREFIX + digest
 
 
+def xfrm_if_id(name: str) -> int:
+    """The if_id of the xfrm interface of the ESP softwire `name`, in afbr's range; the IKEv2
+    agent puts the same one on that peer's SAs and policies (stable across restarts)."""
+    value = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+    return IF_ID_MIN + value % (IF_ID_MAX - IF_ID_MIN + 1)
+
+
 def _tunnel_info(tunnel: TunnelSpec) -> tuple[str, bytes]:
+    if tunnel.kind is EncapKind.ESP_TUNNEL:  # route-based IPsec: ESP is done by XFRM
+        return "xfrm", attr(IFLA_XFRM_IF_ID, struct.pack("=I", xfrm_if_id(tunnel.name)))
     local, remote = tunnel.local.packed, tunnel.remote.packed
     v6 = tunnel.outer_family == 6
     if tunnel.kind is EncapKind.GRE:

@@ -64,6 +64,8 @@ def usable(offer: EncapOffer, policy: LocalEncapPolicy) -> bool:
     """True when both sides have what this kind needs."""
     if offer.kind in L2TP_KINDS:
         return policy.l2tpv3_session_id is not None and offer.l2tpv3_session_id is not None
+    if offer.kind is EncapKind.ESP_TUNNEL:  # needs our IKEv2 agent keying ESP tunnel mode
+        return policy.ipsec is IpsecMode.TUNNEL
     return True
 
 
@@ -220,6 +222,12 @@ def _ipsec_needs(
 ) -> tuple[IpsecNeed, ...]:
     if policy.ipsec is IpsecMode.NONE:
         return ()
+    if policy.ipsec is IpsecMode.TUNNEL:  # the ESP softwires themselves need SAs
+        return tuple(
+            IpsecNeed(t.name, t.local, t.remote, policy.ipsec)
+            for t in tunnels
+            if t.kind is EncapKind.ESP_TUNNEL
+        )
     return tuple(IpsecNeed(t.name, t.local, t.remote, policy.ipsec) for t in tunnels)
 
 

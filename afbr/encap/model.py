@@ -31,6 +31,9 @@ class EncapKind(enum.IntEnum):
     IP_IN_IP = 2  # RFC 9012 tunnel type 7
     L2TPV3_IP = 3  # RFC 9012 tunnel type 1, IP protocol 115 (RFC 3931 §4.1.1.1)
     L2TPV3_UDP = 4  # RFC 9012 tunnel type 1 + UDP Destination Port (RFC 3931 §4.1.2.2)
+    # RFC 5566 §2 tunnel type 4: client packets in ESP tunnel mode, route-based: an xfrm
+    # interface per remote AFBR whose SAs the IKEv2 agent installs (DESIGN "Route-based IPsec")
+    ESP_TUNNEL = 5
 
 
 L2TP_KINDS = frozenset({EncapKind.L2TPV3_IP, EncapKind.L2TPV3_UDP})

@@ -17,6 +17,10 @@ UDP_HEADER = 8
 L2TPV3_UDP_HEADER = 4  # RFC 3931 §4.1.2.1: flags, version, reserved
 L2TPV3_SESSION_ID = 4  # RFC 3931 §4.1.1.1 / §4.1.2.1
 ETHERNET_HEADER = 14  # the pseudowire carries Ethernet frames (RFC 4719 §2)
+# ESP tunnel mode, the worst case of the suites afbr offers (RFC 4303 §2): SPI + sequence (8),
+# IV (16 for AES-CBC, 8 for GCM), padding to the 16-byte block + pad length + next header
+# (up to 17), ICV (16)
+ESP_OVERHEAD = 8 + 16 + 17 + 16
 
 
 def encapsulation_overhead(kind: EncapKind, outer_family: int, offer: EncapOffer) -> int:
@@ -26,6 +30,8 @@ def encapsulation_overhead(kind: EncapKind, outer_family: int, offer: EncapOffer
         return outer + GRE_BASE + (GRE_KEY if offer.gre_key is not None else 0)
     if kind is EncapKind.IP_IN_IP:
         return outer
+    if kind is EncapKind.ESP_TUNNEL:
+        return outer + ESP_OVERHEAD
     l2tp = L2TPV3_SESSION_ID + len(offer.l2tpv3_cookie) + ETHERNET_HEADER
     if kind is EncapKind.L2TPV3_UDP:
         return outer + UDP_HEADER + L2TPV3_UDP_HEADER + l2tp

@@ -1,8 +1,8 @@
 """From the BGP codec's Tunnel TLVs to the encap manager's own `EncapOffer`/`RemotePath`.
 
 The only place afbr.encap knows the codec (afbr.bgp.tunnel_encap_model): the derivation itself
-works on its own types.  Tunnel types 3-6 (RFC 5566 IPsec forms) are for the IPsec agent, not
-for plain softwires, and unknown types are not offers: both are skipped.
+works on its own types.  Of the RFC 5566 IPsec forms, type 4 (IPsec in tunnel mode) is the
+route-based ESP softwire; types 3, 5 and 6 and unknown types are not offers: they are skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ def offer_from_tunnel(tunnel: Tunnel) -> EncapOffer | None:
         return EncapOffer(EncapKind.GRE, gre_key=tunnel.gre_key)
     if tunnel.tunnel_type == TunnelType.IP_IN_IP:  # RFC 9012 §3.2 (type 7)
         return EncapOffer(EncapKind.IP_IN_IP)
+    if tunnel.tunnel_type == TunnelType.IPSEC_TUNNEL_MODE:  # RFC 5566 §2 (type 4)
+        return EncapOffer(EncapKind.ESP_TUNNEL)
     if tunnel.tunnel_type == TunnelType.L2TPV3_OVER_IP:  # RFC 9012 §3.2.3
         port = tunnel.udp_port  # RFC 9012 §3.3.2: L2TPv3 over UDP to this port
         return EncapOffer(

@@ -34,9 +34,10 @@ def test_l2tpv3_with_a_udp_port_is_l2tpv3_over_udp() -> None:
     )
 
 
-def test_ipsec_and_unknown_types_are_not_softwire_offers() -> None:
-    assert offer_from_tunnel(Tunnel(4)) is None
-    assert offer_from_tunnel(Tunnel(999)) is None
+def test_ipsec_tunnel_mode_is_the_esp_softwire_other_types_are_not_offers() -> None:
+    assert offer_from_tunnel(Tunnel(4)) == EncapOffer(EncapKind.ESP_TUNNEL)  # RFC 5566 §2
+    for other in (3, 5, 6, 999):
+        assert offer_from_tunnel(Tunnel(other)) is None
 
 
 def test_endpoint_is_the_egress_endpoint_else_the_next_hop() -> None:
@@ -44,3 +45,23 @@ def test_endpoint_is_the_egress_endpoint_else_the_next_hop() -> None:
     path = remote_path(PREFIX, NH, [Tunnel(999), Tunnel.gre(egress_endpoint=other)], "b")
     assert path.endpoint == other and path.encaps == (EncapOffer(EncapKind.GRE),)
     assert remote_path(PREFIX, NH, [Tunnel.ip_in_ip()]).endpoint == NH
+
+
+def test_esp_softwire_only_with_ipsec_and_it_needs_sas() -> None:
+    from afbr.encap.derive import derive_desired
+    from afbr.encap.model import IpsecMode, LocalEncapPolicy
+
+    path = remote_path(PREFIX, NH, [Tunnel.ipsec_tunnel_mode(), Tunnel.gre()], "b")
+    local = ipaddress.ip_address("2001:db8::1")
+    plain = LocalEncapPolicy(preference=(EncapKind.ESP_TUNNEL, EncapKind.GRE), local_v6=local)
+    desired = derive_desired([path], plain)  # no IKE agent keying it: GRE
+    assert [t.kind for t in desired.tunnels] == [EncapKind.GRE] and desired.ipsec == ()
+    secure = LocalEncapPolicy(
+        preference=(EncapKind.ESP_TUNNEL,), local_v6=local, ipsec=IpsecMode.TUNNEL
+    )
+    desired = derive_desired([path], secure)
+    (tunnel,) = desired.tunnels
+    assert tunnel.kind is EncapKind.ESP_TUNNEL
+    assert tunnel.mtu == 1500 - 40 - 57  # RFC 5565 §4.3: outer IPv6 + ESP worst case
+    assert [(n.tunnel, n.remote) for n in desired.ipsec] == [(tunnel.name, NH)]
+    assert desired.routes[0].tunnel == tunnel.name
