@@ -7,7 +7,8 @@ before any clock starts, and the speaker's only work during a run is `sendall` o
 
 It listens on ADDR port 179 (the peer, ExaBGP, connects actively), checks the peer's address,
 sets the TCP-MD5 key (RFC 2385) on the listening socket first, answers the OPEN, and once the
-session is Established writes the feed and an End-of-RIB for IPv4 unicast.  It prints one line
+session is Established writes the feed and an End-of-RIB for IPv4 unicast (and IPv6 unicast
+with --eor-ipv6: a receiver that waits for every family's End-of-RIB needs it).  It prints one line
 per event on stdout (`established T`, `sent T0 T1 BYTES`; T = time.time()) and then keeps the
 session up, answering KEEPALIVEs, until stdin closes or the peer goes away.
 
@@ -37,7 +38,7 @@ TCP_MD5SIG_MAXKEYLEN = 80
 # Path attribute flags (RFC 4271 §4.3)
 OPTIONAL, TRANSITIVE, EXTENDED_LENGTH = 0x80, 0x40, 0x10
 ATTR_ORIGIN, ATTR_AS_PATH, ATTR_NEXT_HOP, ATTR_LOCAL_PREF = 1, 2, 3, 5
-ATTR_MP_REACH, ATTR_TUNNEL_ENCAP = 14, 23  # RFC 4760 §3, RFC 9012 §2
+ATTR_MP_REACH, ATTR_MP_UNREACH, ATTR_TUNNEL_ENCAP = 14, 15, 23  # RFC 4760 §3-4, RFC 9012 §2
 
 
 def message(kind: int, body: bytes) -> bytes:
@@ -82,6 +83,12 @@ def keepalive() -> bytes:
 def end_of_rib_ipv4() -> bytes:
     """An UPDATE with nothing in it: End-of-RIB for IPv4 unicast (RFC 4724 §2)."""
     return message(UPDATE, struct.pack("!HH", 0, 0))
+
+
+def end_of_rib_ipv6() -> bytes:
+    """End-of-RIB for IPv6 unicast: an empty MP_UNREACH_NLRI, AFI 2 SAFI 1 (RFC 4724 §2)."""
+    attrs = attribute(OPTIONAL, ATTR_MP_UNREACH, struct.pack("!HB", 2, 1))
+    return message(UPDATE, struct.pack("!H", 0) + struct.pack("!H", len(attrs)) + attrs)
 
 
 def encode_prefix(network: ipaddress.IPv4Network) -> bytes:
@@ -187,7 +194,8 @@ def serve(args: argparse.Namespace) -> int:
         pass
     say(f"established {time.time():.6f}")
     start = time.time()
-    conn.sendall(feed + end_of_rib_ipv4())
+    eor = end_of_rib_ipv4() + (end_of_rib_ipv6() if args.eor_ipv6 else b"")
+    conn.sendall(feed + eor)
     say(f"sent {start:.6f} {time.time():.6f} {len(feed)}")
     return _hold(conn)
 
@@ -221,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--asn", type=int, default=65000)
     parser.add_argument("--router-id", default="192.0.2.200")
     parser.add_argument("--core", type=int, choices=(4, 6), default=6)
+    parser.add_argument(
+        "--eor-ipv6",
+        action="store_true",
+        help="after the feed, End-of-RIB for IPv6 unicast too (the session negotiates both)",
+    )
     return serve(parser.parse_args(argv))
 
 

@@ -53,7 +53,6 @@ from bgp_feed import (
     IPV4_GRE,
     KEY,
     _exabgp_neighbor,
-    _speaker,
     _wait_file,
     _wait_line,
     afbr_config,
@@ -280,7 +279,17 @@ def new_hosts(lab: Lab) -> tuple[Host, Host]:
 
 def start_speaker(tx: Host, feed: Path, timeout: float) -> tuple[subprocess.Popen[bytes], Sent]:
     """bench/bgp_speaker.py in `tx`, and a thread that catches its `sent T0 T1 N` line."""
-    speaker = _speaker(tx, CORE, feed)
+    own, address = ADDR[CORE]
+    speaker = tx.popen(
+        sys.executable,
+        str(BENCH / "bgp_speaker.py"),
+        *("--listen", address, "--peer", own, "--feed", str(feed), "--md5", KEY),
+        *("--core", str(CORE), "--eor-ipv6"),  # afbr reconciles once every family is in
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    if speaker.stdout is None or speaker.stdout.readline().strip() != b"listening":
+        raise RuntimeError("the speaker did not start")
     sent = Sent()
 
     def read_sent() -> None:
@@ -315,11 +324,12 @@ def run_fib(
             receiver.start()
             end = watch.wait_all(prefixes, alive=receiver.running, timeout=timeout)
             start = sent.first_byte(timeout)
-            notes = {**receiver.notes(), "fib_dumps": watch.dumps, "overrun": int(watch.overrun)}
         finally:
             receiver.stop()
             tx.stop(speaker)
             rx.run("ip", "-4", "route", "flush", "proto", str(receiver.proto), check=False)
+    # After the stop: afbr logs a reconcile once it is done, after its last route went in.
+    notes = {**receiver.notes(), "fib_dumps": watch.dumps, "overrun": int(watch.overrun)}
     return RunResult(end - start, notes)
 
 
@@ -376,6 +386,7 @@ def show_profile(path: Path, top: int) -> None:
 def measure(args: argparse.Namespace) -> dict[str, object]:
     results: dict[str, list[RunResult]] = {kind: [] for kind in args.receivers}
     load = [Path("/proc/loadavg").read_text().split()[:3]]
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="afbr-w2f-") as tmp:
         root = Path(tmp)
         feed = root / "feed.bin"
@@ -387,16 +398,20 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                 time.sleep(SETTLE_S)
                 try:
                     result = run_one(kind, root, run, feed, args)
-                except Exception:
+                except (RuntimeError, OSError) as exc:  # one failed run; the others count
                     show_logs(root / f"{kind}-{run}")
-                    raise
+                    print(f"# run {run + 1} {kind}: FAILED: {exc}", file=sys.stderr)
+                    failures.append(f"run {run + 1} {kind}: {exc}")
+                    continue
                 if kind == "afbr" and args.profile:
                     show_profile(root / f"afbr-{run}.prof", args.profile)
                 results[kind].append(result)
                 extra = " ".join(f"{k}={v}" for k, v in result.notes.items())
                 print(f"# run {run + 1} {kind}: {result.seconds:.2f} s {extra}", file=sys.stderr)
     load.append(Path("/proc/loadavg").read_text().split()[:3])
-    return summarize(results, args, load)
+    summary = summarize(results, args, load)
+    summary["failures"] = failures
+    return summary
 
 
 def summarize(
@@ -450,6 +465,8 @@ def print_table(summary: dict[str, object]) -> None:
         verdict = "meets" if ratios["afbr"] <= 1.2 else "misses"
         print(f"afbr/exabgp = {ratios['afbr']:.2f} ({verdict} the <= 1.2x target)")
     print(f"load average (guest) start/end: {summary['loadavg_start_end']}")
+    for failure in summary.get("failures", []):  # type: ignore[attr-defined]
+        print(f"FAILED {failure}")
 
 
 def main() -> int:

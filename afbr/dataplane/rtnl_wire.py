@@ -120,7 +120,10 @@ def set_link(
     seq: int, name: str, *, alias: str, mtu: int, noarp: bool, address: bytes | None
 ) -> bytes:
     """RTM_NEWLINK on an existing device by name: alias, MTU, up, ARP flag, MAC address."""
+    # Only set NOARP (L2TP's Ethernet), never clear it: tunnel and xfrm devices are NOARP by
+    # nature, and an xfrm device without it tries ARP and drops every packet.
     flags = IFF_UP | (IFF_NOARP if noarp else 0)
+    change = IFF_UP | (IFF_NOARP if noarp else 0)
     attrs = (
         attr(IFLA_IFNAME, name.encode() + b"\0")
         + attr(IFLA_IFALIAS, alias.encode())
@@ -128,7 +131,7 @@ def set_link(
     )
     if address is not None:
         attrs += attr(IFLA_ADDRESS, address)
-    payload = IFINFOMSG.pack(0, 0, 0, flags, IFF_UP | IFF_NOARP) + attrs
+    payload = IFINFOMSG.pack(0, 0, 0, flags, change) + attrs
     return message(RTM_NEWLINK, NLM_F_ACK, seq, payload)
 
 
