@@ -23,6 +23,7 @@ from afbr.encap.model import (
     DesiredState,
     EncapKind,
     EncapOffer,
+    IPNetwork,
     IpsecMode,
     LocalEncapPolicy,
     RemotePath,
@@ -39,7 +40,12 @@ PREFERENCE_KINDS: dict[str, tuple[EncapKind, ...]] = {
 }
 
 
-def remote_paths(control_plane: BgpControlPlane) -> Iterator[RemotePath]:
+def remote_paths(
+    control_plane: BgpControlPlane, networks: dict[str, IPNetwork] | None = None
+) -> Iterator[RemotePath]:
+    """The RIB's best paths as the encap manager's input.  `networks` caches parsed prefixes
+    across calls (parsing 100k prefix strings on every reconcile costs seconds)."""
+    cache = networks if networks is not None else {}
     offers: dict[RibPath, tuple[EncapOffer, ...]] = {}  # paths are shared by many prefixes
     for prefix, path in control_plane.rib.best_paths():
         encaps = offers.get(path)
@@ -47,7 +53,10 @@ def remote_paths(control_plane: BgpControlPlane) -> Iterator[RemotePath]:
             encaps = offers[path] = tuple(
                 offer for t in path.tunnels if (offer := offer_from_tunnel(t.tunnel)) is not None
             )
-        yield RemotePath(ipaddress.ip_network(prefix), path.endpoint, encaps, path.neighbor)
+        network = cache.get(prefix)
+        if network is None:
+            network = cache[prefix] = ipaddress.ip_network(prefix)
+        yield RemotePath(network, path.endpoint, encaps, path.neighbor)
 
 
 def authenticators(control_plane: BgpControlPlane) -> dict[str, bytes]:
@@ -95,10 +104,14 @@ class KernelSoftwireSync:
         self.dataplane = SoftwireDataplane()
         self.desired = DesiredState()
         self.route_tunnel: dict[str, str] = {}
+        self._networks: dict[str, IPNetwork] = {}
         self.errors = 0
 
     def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]:
-        self.desired = derive_desired(remote_paths(control_plane), local_policy(config))
+        paths = remote_paths(control_plane, self._networks)
+        self.desired = derive_desired(paths, local_policy(config))
+        if len(self._networks) > 2 * len(control_plane.rib) + 1024:
+            self._networks.clear()  # withdrawn prefixes: do not grow without bound
         self.route_tunnel = {str(r.prefix): r.tunnel for r in self.desired.routes}
         report = self.dataplane.reconcile(self.desired)
         if self.ipsec is not None:  # after the xfrm interfaces exist

@@ -189,11 +189,11 @@ def _matches(want: LinkPlan, have: LinkInfo, observed: ObservedState) -> bool:
 
 
 def _needs_configure(want: LinkPlan, have: LinkInfo) -> bool:
-    noarp = want.l2tp is not None
+    noarp = want.l2tp is not None  # L2TP's Ethernet needs NOARP set; others keep their own
     return (
         have.mtu != want.mtu
         or not have.flags & IFF_UP
-        or bool(have.flags & IFF_NOARP) != noarp
+        or (noarp and not have.flags & IFF_NOARP)
         or have.alias != want.alias
     )
 

@@ -94,12 +94,18 @@ class ChildSaEstablished:
 @dataclass(frozen=True, slots=True)
 class ChildSaRekeyed:
     """`child` replaces the pair with inbound SPI `old_inbound_spi`; install it now, the old
-    pair's ChildSaDeleted follows once the rekey completes."""
+    pair's ChildSaDeleted follows once the rekey completes.
+
+    `responder`: the peer started this rekey.  It installs its new inbound SA only when our
+    answer arrives, so we must not send on the new outbound SA until it deletes the old pair
+    (RFC 7296 §2.8); as initiator we may switch at once (the peer answered with it in place).
+    """
 
     ike_sa: IkeSaId
     old_inbound_spi: int
     old_outbound_spi: int
     child: ChildSaParams
+    responder: bool = False
 
 
 @dataclass(frozen=True, slots=True)

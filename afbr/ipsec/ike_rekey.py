@@ -339,7 +339,11 @@ def handle_create_child(
         install_child(sa, child)
     else:
         sa.children[child.inbound_spi] = child
-        sa.emit(ChildSaRekeyed(sa.id, old.inbound_spi, old.outbound_spi, child_params(sa, child)))
+        sa.emit(
+            ChildSaRekeyed(
+                sa.id, old.inbound_spi, old.outbound_spi, child_params(sa, child), responder=True
+            )
+        )
         if old.state == ChildState.REKEYING:
             sa.child_collisions[old.inbound_spi] = child  # §2.8.1: decided when our answer comes
         else:

@@ -83,6 +83,7 @@ class XfrmChildInstaller:
         self.soft_packets = soft_packets
         self.soft_bytes = soft_bytes
         self._rekey_requested: set[int] = set()
+        self._deferred_outbound: dict[int, SaSpec] = {}  # by the old pair's inbound SPI
 
     def prepare_peer(self, local_ip: str, remote_ip: str, *, underlying: str | None = None) -> None:
         """Create the peer's xfrm interface and wildcard policies (idempotent)."""
@@ -104,8 +105,16 @@ class XfrmChildInstaller:
             if isinstance(event, ChildSaEstablished):
                 self._install(event.ike_sa, event.child)
             elif isinstance(event, ChildSaRekeyed):
-                self._install(event.ike_sa, event.child)  # the old pair goes on its delete
+                # the old pair goes on its delete; as responder, the new outbound SA too
+                self._install(
+                    event.ike_sa,
+                    event.child,
+                    defer_outbound_until=(event.old_inbound_spi if event.responder else None),
+                )
             elif isinstance(event, ChildSaDeleted):
+                deferred = self._deferred_outbound.pop(event.inbound_spi, None)
+                if deferred is not None:
+                    add_sa(self.sock, deferred)  # the peer now has its new inbound SA
                 self._remove(event.inbound_spi)
             elif isinstance(event, IkeSaRekeyed) and not event.redundant:
                 self._move(event.ike_sa, event.new_ike_sa)  # CHILD SAs follow, kernel unchanged
@@ -139,14 +148,19 @@ class XfrmChildInstaller:
         for spi in list(self.children):
             self._remove(spi)
 
-    def _install(self, ike_sa: IkeSaId, child: ChildSaParams) -> None:
+    def _install(
+        self, ike_sa: IkeSaId, child: ChildSaParams, defer_outbound_until: int | None = None
+    ) -> None:
         binding = self.binding_for(child.inbound.source)
         if binding is None:
             raise ValueError(f"CHILD SA with unknown peer {child.inbound.source}")
         inbound = self._spec(child, child.inbound, binding, inbound=True)
         outbound = self._spec(child, child.outbound, binding, inbound=False)
         add_sa(self.sock, inbound)  # make-before-break: inbound first
-        add_sa(self.sock, outbound)
+        if defer_outbound_until is None:
+            add_sa(self.sock, outbound)
+        else:
+            self._deferred_outbound[defer_outbound_until] = outbound
         self.children[inbound.spi] = InstalledChild(
             ike_sa, SaRef(inbound.dst, inbound.spi), SaRef(outbound.dst, outbound.spi)
         )
