@@ -110,6 +110,12 @@ def test_restarting_exabgp_alone_loses_nothing(demo: RunningDemo) -> None:
     assert demo.daemons["a"].running()  # afbr itself was not restarted
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 6): IKE state is not kept across an afbr restart, so the restarted "
+    "AFBR negotiates new SAs and the responder switches to its new outbound SA before the "
+    "initiator has installed the matching inbound one (1 ping in ~670 lost in CI's UML run)",
+)
 def test_restarting_afbr_under_ping_loses_nothing(demo: RunningDemo) -> None:
     pings = _pings_between(demo, "a", "b")
     time.sleep(1.0)
