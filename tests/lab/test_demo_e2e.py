@@ -111,7 +111,7 @@ def test_restarting_exabgp_alone_loses_nothing(demo: RunningDemo) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # the loss depends on a packet being in flight in a window of milliseconds
     reason="open (issue 6): IKE state is not kept across an afbr restart, so the restarted "
     "AFBR negotiates new SAs and the responder switches to its new outbound SA before the "
     "initiator has installed the matching inbound one (1 ping in ~670 lost in CI's UML run)",
