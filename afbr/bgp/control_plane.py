@@ -162,6 +162,16 @@ class BgpControlPlane:
         self.advertised = new
         return commands
 
+    def converged(self) -> bool:
+        """Every neighbor that is up has sent End-of-RIB for each family its OPEN offered
+        (both unicast families when its OPEN was not seen) — RFC 4724 §2."""
+        rib = self.rib
+        both = frozenset({Afi.IPV4, Afi.IPV6})
+        return all(
+            rib.end_of_rib.get(n, set()) >= self.peer_families.get(n, both)
+            for n in rib.neighbors_up
+        )
+
     def take_changes(self) -> set[str]:
         changes, self.pending_changes = self.pending_changes, set()
         return changes

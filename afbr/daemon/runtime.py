@@ -257,7 +257,7 @@ class AfbrDaemon:
     def _schedule_sync(self) -> None:
         if not self._converged_once:
             rib = self.control_plane.rib
-            if not (rib.neighbors_up and rib.converged()):
+            if not (rib.neighbors_up and self.control_plane.converged()):
                 return  # start-up: keep (adopt) the kernel's softwires until the RIB is whole
             self._converged_once = True
         if self._sync_handle is None and self.softwires is not None:
