@@ -11,8 +11,9 @@ export TMPDIR=/run/tmp
 # The kernel hands the command line's unknown name=value words to init as environment.
 out=${afbr_out:?afbr_out= missing from the kernel command line}
 # Daemons write pid files, sockets and state under /var, /etc and /root: give them a
-# writable layer over the read-only host so nothing reaches the host's own files.
-overlays="/var /etc /root"
+# writable layer over the read-only host so nothing reaches the host's own files.  /tmp gets
+# one too (not a bare tmpfs): a checkout under the host's /tmp must stay visible in the guest.
+overlays="/var /etc /root /tmp"
 mount -t tmpfs tmp /run
 dirs="/run/netns /run/out /run/tmp /dev/pts /dev/shm"
 for d in $overlays; do dirs="$dirs /run/ov$d/u /run/ov$d/w"; done
@@ -22,7 +23,6 @@ mkdir -p $dirs
     echo "proc /proc proc defaults 0 0"
     echo "sys /sys sysfs defaults 0 0"
     [ -c /dev/null ] || echo "dev /dev devtmpfs defaults 0 0"
-    echo "tmp /tmp tmpfs defaults 0 0"
     echo "devpts /dev/pts devpts defaults 0 0"
     echo "shm /dev/shm tmpfs defaults 0 0"
     echo "hostfs /run/out hostfs $out 0 0"
