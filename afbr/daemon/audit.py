@@ -22,16 +22,7 @@ def audit_running(config: AfbrConfig, status: Mapping[str, Any]) -> list[dict[st
     if config.role == "sidecar":
         return rows
     ipsec = config.ipsec
-    rows.append(
-        _row(
-            "softwires are protected by IPsec",
-            "RFC 5619 §4.4.2",
-            ipsec.enabled,
-            "ipsec.enabled is true"
-            if ipsec.enabled
-            else "ipsec.enabled is false: softwires carry client traffic in clear across the core",
-        )
-    )
+    rows.append(_softwires_protected(config, status))
     null_offered = "null-sha256" in ipsec.esp
     rows.append(
         _row(
@@ -71,6 +62,23 @@ def audit_running(config: AfbrConfig, status: Mapping[str, Any]) -> list[dict[st
         )
     )
     return rows
+
+
+def _softwires_protected(config: AfbrConfig, status: Mapping[str, Any]) -> dict[str, str]:
+    """On the running state: every ESP softwire's peer has a CHILD SA in the kernel."""
+    requirement, rfc = "softwires are protected by IPsec", "RFC 5619 §4.4.2"
+    if not config.ipsec.enabled:
+        why = "ipsec.enabled is false: softwires carry client traffic in clear across the core"
+        return _row(requirement, rfc, False, why)
+    running = status.get("ipsec", {})
+    if not running.get("enabled"):
+        return _row(requirement, rfc, False, "ipsec.enabled is true but no IKE agent runs")
+    bare = list(running.get("peers_without_sa", []))
+    peers = int(running.get("peers", 0))
+    if bare:  # the policies drop their traffic, it never goes in clear, but it does not flow
+        why = f"no CHILD SA with {', '.join(bare)} (their traffic is dropped, not sent in clear)"
+        return _row(requirement, rfc, False, why)
+    return _row(requirement, rfc, True, f"ipsec.enabled; all {peers} IPsec peers have CHILD SAs")
 
 
 def _bgp_md5(config: AfbrConfig) -> dict[str, str]:

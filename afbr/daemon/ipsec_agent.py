@@ -5,15 +5,22 @@ type 4) the agent installs that peer's wildcard policies on the softwire's if_id
 before any SA exists the kernel drops the peer's traffic, it never leaves in clear (RFC 5566
 §3) — and runs IKEv2 with the peer: the AFBR with the lower core address initiates, the other
 answers.  The CHILD SAs go into the kernel through `XfrmChildInstaller`, make-before-break on
-rekeys.  Authentication is pairwise PSK (keys file: peer core address -> key; `group_psk`
-uses the key named `mesh` for all, RFC 5619 §3.5.2) or public keys, checked against the IPsec
-Tunnel Authenticator the peer advertised in BGP (RFC 5566 §4; RFC 5619 §4.4.2).
+rekeys.  After a restart of afbr the kernel still holds the previous run's SAs (forwarding went
+on): the agent adopts them as orphans and negotiates a new IKE SA at once, whichever address is
+lower (the higher one after `RESTART_INITIATE_DELAY`, unless the peer got there first); the peer
+sees INITIAL_CONTACT and the old pairs give way to the new ones without a packet lost.
+
+Authentication is pairwise PSK (keys file: peer core address -> key; `group_psk` uses the key
+named `mesh` for all, RFC 5619 §3.5.2) or public keys, checked against the IPsec Tunnel
+Authenticator the peer advertised in BGP (RFC 5566 §4; RFC 5619 §4.4.2).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from afbr.bgp.keyfile import load_key_file
 from afbr.config import AfbrConfig
 from afbr.dataplane.kernel_plan import xfrm_if_id
-from afbr.dataplane.xfrm import REQID_MIN
+from afbr.dataplane.xfrm import REQID_MIN, SaRef, list_sas
 from afbr.dataplane.xfrm_policy import install_route_based_peer, remove_route_based_peer
 from afbr.dataplane.xfrm_socket import XfrmSocket
 from afbr.encap.model import IpsecNeed
@@ -47,6 +54,7 @@ from afbr.ipsec import (
     IkeSa,
     IkeSaDeleted,
     IkeSaEstablished,
+    IkeState,
     KeyCredential,
     PeerTrust,
     PskCredential,
@@ -56,6 +64,8 @@ from afbr.ipsec.udp_adapter import IKE_PORT, IkeUdpAdapter
 from afbr.ipsec.xfrm_adapter import PeerBinding, XfrmChildInstaller
 
 log = logging.getLogger("afbr.ipsec")
+
+RESTART_INITIATE_DELAY = 3.0  # seconds; the lower address initiates at once, if it restarted too
 
 ESP_SUITES: dict[str, AlgorithmSuite] = {
     "aes-gcm-16-128": ESP_AES_GCM_128,
@@ -91,7 +101,9 @@ class IpsecAgent:
         self.sock = XfrmSocket()
         self.peers: dict[str, Peer] = {}
         self.authenticators: dict[str, bytes] = {}
-        self.installer = XfrmChildInstaller(self.sock, self._binding)
+        self.installer = XfrmChildInstaller(self.sock, self._binding, schedule=self._later)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._leftover: dict[int, list[SaRef]] = {}  # reqid -> SAs of our previous run
         self.dispatcher = IkeDispatcher(self._config_for, os.urandom)
         self.adapter = IkeUdpAdapter(
             self.dispatcher, [str(config.core.address)], [self.installer.apply, self._on_event]
@@ -101,7 +113,18 @@ class IpsecAgent:
         self._private_key = local_private_key(config)
 
     def start(self) -> None:
+        """Open the IKE sockets (inside the running loop); note the SAs a previous run left."""
+        self._loop = asyncio.get_running_loop()
+        for state in list_sas(self.sock):
+            if state.dst is not None:
+                self._leftover.setdefault(state.reqid, []).append(state.ref)
         self.adapter.start()
+
+    def _later(self, delay: float, action: Callable[[], None]) -> object:
+        if self._loop is None:
+            action()
+            return None
+        return self._loop.call_later(delay, action)
 
     def close(self) -> None:
         """Stop IKE; the SAs stay in the kernel until they expire (forwarding stays)."""
@@ -123,13 +146,35 @@ class IpsecAgent:
         binding = PeerBinding(if_id=if_id, reqid=REQID_MIN + (if_id & 0xFFFF))
         # Policies first: with no SA yet, the peer's traffic is dropped (never in clear).
         install_route_based_peer(self.sock, need.local, need.remote, if_id, binding.reqid)
-        peer = self.peers[remote] = Peer(need, binding)
+        self.peers[remote] = Peer(need, binding)
+        orphans = self._leftover.pop(binding.reqid, [])
+        self.installer.adopt_orphans(remote, orphans)
         if int(need.local) < int(need.remote):  # one initiator per pair: the lower address
-            ike_config = self._config_for((remote, IKE_PORT))
-            if ike_config is not None:
-                local = (str(need.local), IKE_PORT)
-                peer.ike_sa = self.adapter.connect(ike_config, local, (remote, IKE_PORT))
-        log.info("IPsec peer %s added (if_id %#x)", remote, if_id, extra={"event": "ipsec-peer"})
+            self._initiate(remote)
+        elif orphans:  # we restarted; the peer may hold an IKE SA we no longer know
+            self._later(RESTART_INITIATE_DELAY, lambda: self._initiate(remote, unless_up=True))
+        log.info(
+            "IPsec peer %s added (if_id %#x, %d SAs from before a restart)",
+            remote,
+            if_id,
+            len(orphans),
+            extra={"event": "ipsec-peer"},
+        )
+
+    def _initiate(self, remote: str, *, unless_up: bool = False) -> None:
+        peer = self.peers.get(remote)
+        if peer is None or (unless_up and self._has_ike_sa(remote)):
+            return
+        ike_config = self._config_for((remote, IKE_PORT))
+        if ike_config is not None:
+            local = (str(peer.need.local), IKE_PORT)
+            peer.ike_sa = self.adapter.connect(ike_config, local, (remote, IKE_PORT))
+
+    def _has_ike_sa(self, remote: str) -> bool:
+        return any(
+            sa.remote_addr[0] == remote and sa.state != IkeState.CLOSED
+            for sa in self.dispatcher.sas.values()
+        )
 
     def _forget(self, remote: str) -> None:
         peer = self.peers.pop(remote)
@@ -203,6 +248,18 @@ class IpsecAgent:
                 event.reason,
                 extra={"event": "auth-failed"},
             )
+
+    def summary(self) -> dict[str, Any]:
+        """For `afbr status` and the audit: peers, how many have a CHILD SA, counters."""
+        keyed = {str(child.outbound.dst) for child in self.installer.children.values()}
+        return {
+            "enabled": True,
+            "peers": len(self.peers),
+            "peers_without_sa": sorted(set(self.peers) - keyed),
+            "child_sas": len(self.installer.children),
+            **self.counters,
+            "xfrm_failures": self.installer.failures,
+        }
 
     def sas(self) -> list[dict[str, Any]]:
         """The CHILD SAs installed, per peer (the outbound SA's destination is the peer)."""

@@ -309,6 +309,7 @@ class AfbrDaemon:
             ],
             "routes": len(rib),
             "tunnels": len(self.softwires.tunnels()) if self.softwires else 0,
+            "ipsec": self.ipsec.summary() if self.ipsec is not None else {"enabled": False},
             "drops": {
                 **rib.counters,
                 **(self.softwires.counters() if self.softwires else {}),

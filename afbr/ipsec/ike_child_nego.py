@@ -247,6 +247,6 @@ def child_params(sa: IkeSa, child: ChildSa) -> ChildSaParams:
     )
 
 
-def install_child(sa: IkeSa, child: ChildSa) -> None:
+def install_child(sa: IkeSa, child: ChildSa, *, responder: bool = False) -> None:
     sa.children[child.inbound_spi] = child
-    sa.emit(ChildSaEstablished(sa.id, child_params(sa, child)))
+    sa.emit(ChildSaEstablished(sa.id, child_params(sa, child), responder=responder))

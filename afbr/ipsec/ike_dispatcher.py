@@ -160,13 +160,15 @@ class IkeDispatcher:
     # -- internals ---------------------------------------------------------------------------
     def _drain(self, sa: IkeSa, now: float) -> None:
         self._datagrams += sa.datagrams_to_send(now)
+        peer_restarted = False
         while (event := sa.next_event()) is not None:
             self._events.append(event)
             if isinstance(event, IkeSaRekeyed):
                 self.sas[event.new_sa.local_spi] = event.new_sa
                 self._drain(event.new_sa, now)
-            if isinstance(event, IkeSaEstablished) and sa.initial_contact:
-                self._initial_contact(sa, now)
+            peer_restarted |= isinstance(event, IkeSaEstablished) and sa.initial_contact
+        if peer_restarted:  # make-before-break: the new SA's CHILD SAs first, then the stale go
+            self._initial_contact(sa, now)
         if sa.state == IkeState.CLOSED and self.sas.get(sa.local_spi) is sa:
             del self.sas[sa.local_spi]
         if sa.state == IkeState.CLOSED:

@@ -87,8 +87,14 @@ class IkeSaDeleted:
 
 @dataclass(frozen=True, slots=True)
 class ChildSaEstablished:
+    """A new CHILD SA (not a rekey).  `responder`: the peer asked for it, so it installs its
+    inbound SA only when our answer arrives; where an older pair to the peer still carries
+    traffic, the responder keeps sending on that one a little longer (afbr.ipsec.xfrm_adapter).
+    """
+
     ike_sa: IkeSaId
     child: ChildSaParams
+    responder: bool = False
 
 
 @dataclass(frozen=True, slots=True)

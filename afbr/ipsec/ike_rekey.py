@@ -336,7 +336,7 @@ def handle_create_child(
     if dh is not None:
         extra.append(KePayload(dh.group, dh.public))
     if old is None:
-        install_child(sa, child)
+        install_child(sa, child, responder=True)
     else:
         sa.children[child.inbound_spi] = child
         sa.emit(

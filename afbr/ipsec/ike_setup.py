@@ -374,7 +374,7 @@ def handle_auth_request(
     except IkeError as exc:
         sa.emit(ChildSaFailed(sa.id, exc.notify, str(exc)))
         return (*payloads, NotifyPayload(exc.notify))
-    install_child(sa, child)
+    install_child(sa, child, responder=True)
     return (*payloads, *child_payloads)
 
 

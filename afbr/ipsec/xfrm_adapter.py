@@ -8,6 +8,13 @@ Make-before-break (afbr.dataplane.xfrm's docstring): ChildSaEstablished and Chil
 install the inbound SA first, then the outbound one; ChildSaDeleted removes the outbound SA
 first and the inbound one last.  The core emits ChildSaRekeyed before the ChildSaDeleted of the
 pair it replaces, so there is always an SA for the peer.
+
+A responder must not send on a new pair before the initiator has its inbound SA, which happens
+only when our answer reaches it.  For a rekey the initiator's delete of the old pair says so
+(RFC 7296 §2.8).  For a new IKE SA that replaces an older pair still carrying traffic (the peer
+restarted: INITIAL_CONTACT, RFC 7296 §2.4; or we did and the kernel kept our old SAs, the
+"orphans") nothing says so: the responder keeps sending on the older pair for `switch_delay`
+seconds, and the older pair's SAs stay `linger` seconds more for the packets in flight.
 """
 
 from __future__ import annotations
@@ -46,6 +53,10 @@ from afbr.ipsec.ike_events import (
 log = logging.getLogger(__name__)
 
 INBOUND_REPLAY_WINDOW = 64  # packets; wider than the legacy 32 so a rekey's reordering passes
+SWITCH_DELAY = 2.0  # seconds: an IKE_AUTH answer and one retransmission of it reach the peer
+LINGER = 2.0  # seconds an older pair stays after the switch, for the packets in flight
+
+Schedule = Callable[[float, Callable[[], None]], object]  # (delay, action), e.g. loop.call_later
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,9 @@ class XfrmChildInstaller:
         *,
         soft_packets: int | None = None,
         soft_bytes: int | None = None,
+        schedule: Schedule | None = None,
+        switch_delay: float = SWITCH_DELAY,
+        linger: float = LINGER,
     ) -> None:
         self.sock = sock
         self.binding_for = binding_for  # by the remote peer's IP address (text)
@@ -84,6 +98,12 @@ class XfrmChildInstaller:
         self.soft_bytes = soft_bytes
         self._rekey_requested: set[int] = set()
         self._deferred_outbound: dict[int, SaSpec] = {}  # by the old pair's inbound SPI
+        # without a scheduler (tests driving the installer by hand) every switch is immediate
+        self.schedule = schedule
+        self.switch_delay = switch_delay
+        self.linger = linger
+        self.orphans: dict[str, list[SaRef]] = {}  # peer -> our SAs from before a restart
+        self._switching: set[str] = set()  # peers whose new outbound SA waits (see docstring)
 
     def prepare_peer(self, local_ip: str, remote_ip: str, *, underlying: str | None = None) -> None:
         """Create the peer's xfrm interface and wildcard policies (idempotent)."""
@@ -103,7 +123,7 @@ class XfrmChildInstaller:
         """Install or remove SAs for CHILD SA events; other events are not the kernel's."""
         try:
             if isinstance(event, ChildSaEstablished):
-                self._install(event.ike_sa, event.child)
+                self._establish(event)
             elif isinstance(event, ChildSaRekeyed):
                 # the old pair goes on its delete; as responder, the new outbound SA too
                 self._install(
@@ -115,7 +135,7 @@ class XfrmChildInstaller:
                 deferred = self._deferred_outbound.pop(event.inbound_spi, None)
                 if deferred is not None:
                     add_sa(self.sock, deferred)  # the peer now has its new inbound SA
-                self._remove(event.inbound_spi)
+                self._retire(event.inbound_spi)
             elif isinstance(event, IkeSaRekeyed) and not event.redundant:
                 self._move(event.ike_sa, event.new_ike_sa)  # CHILD SAs follow, kernel unchanged
         except (XfrmKernelError, ValueError) as exc:
@@ -139,6 +159,65 @@ class XfrmChildInstaller:
                 return child.ike_sa, inbound_spi
         return None
 
+    def adopt_orphans(self, remote: str, refs: list[SaRef]) -> None:
+        """SAs to `remote` left in the kernel by our previous run: they carry traffic until a
+        new pair replaces them, then go."""
+        if refs:
+            self.orphans.setdefault(remote, []).extend(refs)
+
+    def _establish(self, event: ChildSaEstablished) -> None:
+        remote = event.child.inbound.source
+        older = remote in self.orphans or any(
+            child.ike_sa != event.ike_sa and str(child.outbound.dst) == remote
+            for child in self.children.values()
+        )
+        if self.schedule is None or not (event.responder and older):
+            self._install(event.ike_sa, event.child)
+        else:
+            outbound = self._install(event.ike_sa, event.child, hold_outbound=True)
+            self._switching.add(remote)
+            self.schedule(self.switch_delay, lambda: self._switch(remote, outbound))
+        if self.schedule is not None and remote in self.orphans:
+            self.schedule(self.switch_delay + self.linger, lambda: self._drop_orphans(remote))
+
+    def _switch(self, remote: str, outbound: SaSpec) -> None:
+        """The held outbound SA of a responder goes in (the peer has its inbound by now)."""
+        self._switching.discard(remote)
+        if not any(child.outbound.spi == outbound.spi for child in self.children.values()):
+            return  # deleted meanwhile
+        try:
+            add_sa(self.sock, outbound)
+        except XfrmKernelError as exc:
+            self.failures += 1
+            log.error("XFRM outbound SA to %s failed: %s", remote, exc)
+
+    def _retire(self, inbound_spi: int) -> None:
+        """Remove a pair now, or after the switch to its successor when one is pending."""
+        child = self.children.get(inbound_spi)
+        if self.schedule is None or child is None or str(child.outbound.dst) not in self._switching:
+            self._remove(inbound_spi)
+            return
+        self.schedule(self.switch_delay + self.linger, lambda: self._remove_logged(inbound_spi))
+
+    def _remove_logged(self, inbound_spi: int) -> None:
+        try:
+            self._remove(inbound_spi)
+        except XfrmKernelError as exc:
+            self.failures += 1
+            log.error("XFRM removal of SA %08x failed: %s", inbound_spi, exc)
+
+    def _drop_orphans(self, remote: str) -> None:
+        refs = self.orphans.pop(remote, [])
+        outbound_first = sorted(refs, key=lambda ref: str(ref.dst) != remote)
+        try:
+            for ref in outbound_first:
+                delete_sa(self.sock, ref)
+        except XfrmKernelError as exc:
+            self.failures += 1
+            log.error("XFRM removal of the old SAs to %s failed: %s", remote, exc)
+        if refs:
+            log.info("%d SAs to %s from before the restart removed", len(refs), remote)
+
     def _move(self, old: IkeSaId, new: IkeSaId) -> None:
         for spi, child in list(self.children.items()):
             if child.ike_sa == old:
@@ -149,21 +228,29 @@ class XfrmChildInstaller:
             self._remove(spi)
 
     def _install(
-        self, ike_sa: IkeSaId, child: ChildSaParams, defer_outbound_until: int | None = None
-    ) -> None:
+        self,
+        ike_sa: IkeSaId,
+        child: ChildSaParams,
+        defer_outbound_until: int | None = None,
+        *,
+        hold_outbound: bool = False,
+    ) -> SaSpec:
+        """Install the pair (inbound first); the outbound SA waits for the old pair's delete
+        (`defer_outbound_until`) or is left to the caller (`hold_outbound`).  Returns it."""
         binding = self.binding_for(child.inbound.source)
         if binding is None:
             raise ValueError(f"CHILD SA with unknown peer {child.inbound.source}")
         inbound = self._spec(child, child.inbound, binding, inbound=True)
         outbound = self._spec(child, child.outbound, binding, inbound=False)
         add_sa(self.sock, inbound)  # make-before-break: inbound first
-        if defer_outbound_until is None:
-            add_sa(self.sock, outbound)
-        else:
+        if defer_outbound_until is not None:
             self._deferred_outbound[defer_outbound_until] = outbound
+        elif not hold_outbound:
+            add_sa(self.sock, outbound)
         self.children[inbound.spi] = InstalledChild(
             ike_sa, SaRef(inbound.dst, inbound.spi), SaRef(outbound.dst, outbound.spi)
         )
+        return outbound
 
     def _remove(self, inbound_spi: int) -> None:
         child = self.children.pop(inbound_spi, None)

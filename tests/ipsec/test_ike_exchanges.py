@@ -170,7 +170,7 @@ def test_delete_child_then_ike_sa() -> None:
 def test_initial_contact_from_a_restarted_peer_drops_its_stale_sas() -> None:
     from ike_pair import ADDR_A, ADDR_B, seeded
 
-    from afbr.ipsec import ChildSaDeleted, IkeDispatcher
+    from afbr.ipsec import ChildSaDeleted, ChildSaEstablished, IkeDispatcher
 
     pair = Pair(*psk_configs())
     pair.connect()
@@ -183,3 +183,8 @@ def test_initial_contact_from_a_restarted_peer_drops_its_stale_sas() -> None:
     assert [e.reason for e in pair.b.of_type(IkeSaDeleted)] == ["peer restarted (INITIAL_CONTACT)"]
     assert len(pair.b.of_type(ChildSaDeleted)) == 1
     assert len(pair.b.dispatcher.sas) == 1
+    # make-before-break: B hears of the new pair (as its responder) before the stale one goes
+    kinds = [type(e) for e in pair.b.events if isinstance(e, (ChildSaEstablished, ChildSaDeleted))]
+    assert kinds[-2:] == [ChildSaEstablished, ChildSaDeleted]
+    assert pair.b.of_type(ChildSaEstablished)[-1].responder
+    assert not pair.a.of_type(ChildSaEstablished)[-1].responder

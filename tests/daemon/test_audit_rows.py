@@ -1,0 +1,49 @@
+"""`afbr audit` rows computed from config and running status (afbr.daemon.audit, pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from afbr.config import parse_config
+from afbr.daemon.audit import audit_running
+
+CONFIG = """\
+router_id: 192.0.2.1
+asn: 65000
+core: {family: ipv6, address: "2001:db8::a"}
+clients: {prefixes: [198.51.100.0/24]}
+bgp:
+  keys_file: /etc/afbr/bgp-keys.yaml
+  neighbors:
+    - {address: "2001:db8::1", asn: 65000, md5_key: rr1}
+ipsec: {keys_file: /etc/afbr/ike-keys.yaml, enabled: %s}
+"""
+UP = {"neighbors": [{"address": "2001:db8::1", "state": "up"}]}
+
+
+def ipsec_row(enabled: bool, ipsec_status: dict[str, Any] | None) -> dict[str, str]:
+    config = parse_config(CONFIG % ("true" if enabled else "false"))
+    status = dict(UP, ipsec=ipsec_status) if ipsec_status is not None else dict(UP)
+    rows = {row["requirement"]: row for row in audit_running(config, status)}
+    return rows["softwires are protected by IPsec"]
+
+
+def test_ipsec_passes_only_when_every_peer_has_a_child_sa() -> None:
+    row = ipsec_row(True, {"enabled": True, "peers": 2, "peers_without_sa": []})
+    assert row["status"] == "pass" and "all 2 IPsec peers" in row["why"]
+
+
+def test_ipsec_fails_naming_the_peers_without_a_child_sa() -> None:
+    row = ipsec_row(True, {"enabled": True, "peers": 2, "peers_without_sa": ["2001:db8::b"]})
+    assert row["status"] == "fail"
+    assert "2001:db8::b" in row["why"] and "not sent in clear" in row["why"]
+
+
+def test_ipsec_fails_when_configured_but_no_agent_runs() -> None:
+    row = ipsec_row(True, {"enabled": False})
+    assert row["status"] == "fail" and "no IKE agent" in row["why"]
+
+
+def test_ipsec_fails_when_switched_off() -> None:
+    row = ipsec_row(False, None)
+    assert row["status"] == "fail" and "in clear" in row["why"]
