@@ -383,11 +383,19 @@ def show_profile(path: Path, top: int) -> None:
         stats.strip_dirs().sort_stats(order).print_stats(top)
 
 
+def _work_root(parent: Path | None) -> contextlib.AbstractContextManager[str]:
+    if os.environ.get("AFBR_BENCH_KEEP") == "1":
+        kept = tempfile.mkdtemp(prefix="afbr-w2f-", dir=parent)
+        print(f"# the runs' files stay in {kept}", file=sys.stderr)
+        return contextlib.nullcontext(kept)
+    return tempfile.TemporaryDirectory(prefix="afbr-w2f-", dir=parent)
+
+
 def measure(args: argparse.Namespace) -> dict[str, object]:
     results: dict[str, list[RunResult]] = {kind: [] for kind in args.receivers}
     load = [Path("/proc/loadavg").read_text().split()[:3]]
     failures: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="afbr-w2f-") as tmp:
+    with _work_root(args.workdir) as tmp:
         root = Path(tmp)
         feed = root / "feed.bin"
         feed.write_bytes(build_feed(args.prefixes, PER_UPDATE, CORE))
@@ -481,6 +489,13 @@ def main() -> int:
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the runs' files go (default: $TMPDIR); it is emptied after the run, "
+        "set AFBR_BENCH_KEEP=1 to keep it",
+    )
     parser.add_argument(
         "--profile",
         type=int,

@@ -19,6 +19,7 @@ import time
 
 RETRY_SECONDS = 30.0
 CHUNK = 1 << 18
+HIGH_WATER = 4 * CHUNK  # stop reading a side while this much waits for the other one
 
 
 def connect(path: str, deadline: float) -> socket.socket:
@@ -36,29 +37,42 @@ def connect(path: str, deadline: float) -> socket.socket:
 
 
 def pump(sock: socket.socket, stdin: int, stdout: int) -> None:
-    """Copy stdin -> sock and sock -> stdout until either side closes."""
-    pending_out = b""
-    pending_sock = b""
+    """Copy stdin -> sock and sock -> stdout until either side closes.  A side is read only
+    while less than HIGH_WATER of it waits, so a slow reader slows the writer (the pipe's own
+    back-pressure) instead of a buffer that grows and is copied on every write."""
+    pending_out = bytearray()
+    pending_sock = bytearray()
     while True:
-        readers: list[int] = [sock.fileno(), stdin]
+        readers: list[int] = []
+        if len(pending_out) < HIGH_WATER:
+            readers.append(sock.fileno())
+        if len(pending_sock) < HIGH_WATER:
+            readers.append(stdin)
         writers: list[int] = ([stdout] if pending_out else []) + (
             [sock.fileno()] if pending_sock else []
         )
         readable, writable, _ = select.select(readers, writers, [])
         if stdin in readable:
             data = os.read(stdin, CHUNK)
-            if not data:
+            if not data:  # ExaBGP is gone: hand the daemon what it said last, then end
+                sock.sendall(pending_sock)
                 return
             pending_sock += data
         if sock.fileno() in readable:
             data = sock.recv(CHUNK)
             if not data:
+                _write_all(stdout, pending_out)
                 return
             pending_out += data
         if stdout in writable and pending_out:
-            pending_out = pending_out[os.write(stdout, pending_out) :]
+            del pending_out[: os.write(stdout, pending_out)]  # bytearray: cheap from the front
         if sock.fileno() in writable and pending_sock:
-            pending_sock = pending_sock[sock.send(pending_sock) :]
+            del pending_sock[: sock.send(pending_sock)]
+
+
+def _write_all(fd: int, data: bytearray) -> None:
+    while data:
+        del data[: os.write(fd, data)]
 
 
 def main(argv: list[str]) -> int:
