@@ -89,6 +89,8 @@ class FibReceiver(Protocol):
 
     def stop(self) -> None: ...
 
+    def settle(self, timeout: float) -> None: ...
+
     def notes(self) -> dict[str, float]: ...
 
 
@@ -127,11 +129,26 @@ class AfbrRun:
         if self.proc is not None:
             self.host.stop(self.proc)  # SIGTERM: the daemon stops, cProfile writes its file
 
+    def settle(self, timeout: float) -> None:
+        """Wait for the reconcile that put the routes in to finish (the nftables filter comes
+        after the routes), so its log line with the step timings is written before the stop."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running():
+            if "softwires reconciled" in (self.workdir / "afbr.log").read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+
     def notes(self) -> dict[str, float]:
-        """The daemon's reconciles during the run, from its log lines."""
+        """The daemon's reconciles during the run and their steps, from its log lines."""
         log = (self.workdir / "afbr.log").read_text(errors="replace")
-        took = [float(s) for s in re.findall(r"softwires reconciled: .* in ([0-9.]+)s", log)]
-        return {"reconciles": len(took), "reconcile_s": round(sum(took), 3)}
+        done = re.findall(r"softwires reconciled: .* in ([0-9.]+)s \(([^)]*)\)", log)
+        notes: dict[str, float] = {"reconciles": len(done)}
+        notes["reconcile_s"] = round(sum(float(total) for total, _steps in done), 3)
+        if done:  # the steps of the first one: the full table
+            words = done[0][1].split()
+            steps = zip(words[::2], words[1::2], strict=True)
+            notes.update({f"first_{step}_s": round(float(v), 3) for step, v in steps})
+        return notes
 
 
 @dataclass
@@ -193,6 +210,9 @@ router bgp {ASN}
         for proc in reversed(self.procs):
             self.host.stop(proc)
 
+    def settle(self, timeout: float) -> None:
+        pass  # done when its routes are in
+
     def notes(self) -> dict[str, float]:
         return {}
 
@@ -226,6 +246,9 @@ class BirdRun:
     def stop(self) -> None:
         if self.bird is not None:
             self.bird.stop()
+
+    def settle(self, timeout: float) -> None:
+        pass  # done when its routes are in
 
     def notes(self) -> dict[str, float]:
         return {}
@@ -324,12 +347,14 @@ def run_fib(
             receiver.start()
             end = watch.wait_all(prefixes, alive=receiver.running, timeout=timeout)
             start = sent.first_byte(timeout)
+            receiver.settle(timeout)
         finally:
             receiver.stop()
             tx.stop(speaker)
             rx.run("ip", "-4", "route", "flush", "proto", str(receiver.proto), check=False)
     # After the stop: afbr logs a reconcile once it is done, after its last route went in.
     notes = {**receiver.notes(), "fib_dumps": watch.dumps, "overrun": int(watch.overrun)}
+    notes |= {"first_byte_at": round(start, 3), "last_route_at": round(end, 3)}  # epoch seconds
     return RunResult(end - start, notes)
 
 

@@ -96,6 +96,7 @@ class AfbrDaemon:
         self.last_sync: dict[str, Any] = {}
         self.counters: dict[str, int] = {"bridge_connections": 0, "syncs": 0, "sync_errors": 0}
         self._bridge_writer: asyncio.StreamWriter | None = None
+        self._bridged_pids: set[int] = set()  # ExaBGP processes whose API process connected
         self._sync_handle: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
@@ -212,8 +213,14 @@ class AfbrDaemon:
         if self._bridge_writer is not None:
             self._bridge_writer.close()
         self._bridge_writer = writer
-        # A respawned API process finds the sessions up: ask for the routes again.
-        await self._send(self.control_plane.startup_commands())
+        # An API process that ExaBGP respawned finds the sessions up and missed what came
+        # before: ask for the routes again.  The first one of an ExaBGP process missed nothing
+        # (ExaBGP queues for it), and a refresh would make every reflector send its table twice.
+        exabgp_pid = self._exabgp_pid()
+        if exabgp_pid is None or exabgp_pid in self._bridged_pids:
+            await self._send(self.control_plane.startup_commands())
+        else:
+            self._bridged_pids.add(exabgp_pid)
         try:
             while line := await reader.readline():
                 commands = self.control_plane.feed_line(line)
@@ -230,6 +237,10 @@ class AfbrDaemon:
                 # End-of-RIB refreshes them (RFC 4724 §4.2); forwarding is not touched.
                 self.control_plane.connection_lost(time.monotonic())
             writer.close()
+
+    def _exabgp_pid(self) -> int | None:
+        process = self.supervisor.process if self.supervisor is not None else None
+        return process.pid if process is not None else None
 
     async def _send(self, commands: list[str]) -> None:
         writer = self._bridge_writer
@@ -260,6 +271,11 @@ class AfbrDaemon:
             if not (rib.neighbors_up and self.control_plane.converged()):
                 return  # start-up: keep (adopt) the kernel's softwires until the RIB is whole
             self._converged_once = True
+            log.info(
+                "End-of-RIB from every neighbor: %d routes learned, reconciling the kernel",
+                len(rib),
+                extra={"event": "converged"},
+            )
         if self._sync_handle is None and self.softwires is not None:
             loop = asyncio.get_running_loop()
             self._sync_handle = loop.call_later(SYNC_DELAY, self._run_sync)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,8 @@ from afbr.encap.offers import offer_from_tunnel
 
 log = logging.getLogger(__name__)
 
+SLOW_STEP = 0.5  # seconds: a reconcile step this slow is worth a progress line in the log
+
 # Config names -> encap kinds, in the order a name expands to (L2TPv3 over IP first).
 PREFERENCE_KINDS: dict[str, tuple[EncapKind, ...]] = {
     "gre": (EncapKind.GRE,),
@@ -40,23 +43,28 @@ PREFERENCE_KINDS: dict[str, tuple[EncapKind, ...]] = {
 }
 
 
+ParsedPrefix = tuple[IPNetwork, tuple[int, int, int]]  # the network and its route key
+
+
 def remote_paths(
-    control_plane: BgpControlPlane, networks: dict[str, IPNetwork] | None = None
+    control_plane: BgpControlPlane, networks: dict[str, ParsedPrefix] | None = None
 ) -> Iterator[RemotePath]:
     """The RIB's best paths as the encap manager's input.  `networks` caches parsed prefixes
-    across calls (parsing 100k prefix strings on every reconcile costs seconds)."""
+    and their route keys across calls (parsing 100k prefix strings costs seconds)."""
     cache = networks if networks is not None else {}
-    offers: dict[RibPath, tuple[EncapOffer, ...]] = {}  # paths are shared by many prefixes
+    offers: dict[int, tuple[EncapOffer, ...]] = {}  # by RibPath identity: shared by prefixes
     for prefix, path in control_plane.rib.best_paths():
-        encaps = offers.get(path)
+        encaps = offers.get(id(path))
         if encaps is None:
-            encaps = offers[path] = tuple(
+            encaps = offers[id(path)] = tuple(
                 offer for t in path.tunnels if (offer := offer_from_tunnel(t.tunnel)) is not None
             )
-        network = cache.get(prefix)
-        if network is None:
-            network = cache[prefix] = ipaddress.ip_network(prefix)
-        yield RemotePath(network, path.endpoint, encaps, path.neighbor)
+        parsed = cache.get(prefix)
+        if parsed is None:
+            network = ipaddress.ip_network(prefix)
+            key = (network.version, int(network.network_address), network.prefixlen)
+            parsed = cache[prefix] = (network, key)
+        yield RemotePath(parsed[0], path.endpoint, encaps, path.neighbor, parsed[1])
 
 
 def authenticators(control_plane: BgpControlPlane) -> dict[str, bytes]:
@@ -104,12 +112,21 @@ class KernelSoftwireSync:
         self.dataplane = SoftwireDataplane()
         self.desired = DesiredState()
         self.route_tunnel: dict[str, str] = {}
-        self._networks: dict[str, IPNetwork] = {}
+        self._networks: dict[str, ParsedPrefix] = {}
         self.errors = 0
 
     def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]:
+        start = time.perf_counter()
         paths = remote_paths(control_plane, self._networks)
         self.desired = derive_desired(paths, local_policy(config))
+        derived = time.perf_counter() - start
+        if derived > SLOW_STEP:  # progress on a long reconcile (a full table at start-up)
+            log.info(
+                "derived %d softwires and %d routes in %.3fs; applying them to the kernel",
+                len(self.desired.tunnels),
+                len(self.desired.routes),
+                derived,
+            )
         if len(self._networks) > 2 * len(control_plane.rib) + 1024:
             self._networks.clear()  # withdrawn prefixes: do not grow without bound
         self.route_tunnel = {str(r.prefix): r.tunnel for r in self.desired.routes}
@@ -119,17 +136,20 @@ class KernelSoftwireSync:
         self.errors += len(report.errors)
         for what, code in report.errors:
             log.error("dataplane: %s failed (errno %d)", what, code)
+        timings = {"derive": derived, **report.timings}
+        timings["total"] = time.perf_counter() - start
         if report.changed:
             log.info(
-                "softwires reconciled: +%d -%d links, %d routes set, %d removed in %.3fs",
+                "softwires reconciled: +%d -%d links, %d routes set, %d removed in %.3fs (%s)",
                 report.links_created,
                 report.links_deleted,
                 report.routes_replaced,
                 report.routes_deleted,
-                report.timings.get("total", 0.0),
+                timings["total"],
+                " ".join(f"{step} {seconds:.3f}" for step, seconds in timings.items()),
                 extra={"event": "reconcile"},
             )
-        return {"changed": report.changed, "timings": report.timings}
+        return {"changed": report.changed, "timings": timings}
 
     def tunnels(self) -> list[dict[str, Any]]:
         routed: dict[str, int] = {}

@@ -40,6 +40,7 @@ from afbr.encap.model import (
     TunnelSpec,
 )
 from afbr.encap.mtu import tunnel_mtu
+from afbr.encap.prefix_sets import aggregate
 
 IFNAMSIZ = 15
 
@@ -118,20 +119,24 @@ class _Derivation:
 
     def add_endpoint(self, endpoint: IPAddress, paths: list[RemotePath]) -> None:
         policy = self.policy
-        encap_sets = {path.encaps for path in paths}
+        # The paths of one AFBR share their encap tuple (one object per RIB path): dedupe by
+        # identity first, so 100k paths do not hash 100k tuples of dataclasses.
+        shared = {id(path.encaps): path.encaps for path in paths}
+        encap_sets = set(shared.values())
         if len(encap_sets) > 1:  # which offer of a kind wins depends on order: fix it
             paths = sorted(paths, key=lambda p: _network_key(p.prefix))
         local = local_address(policy, endpoint)
         excluded = _excluded_kinds(policy, encap_sets, self.claimed)
-        common = {encaps: common_offers(encaps, policy, excluded) for encaps in encap_sets}
+        common = {key: common_offers(encaps, policy, excluded) for key, encaps in shared.items()}
         chosen: list[tuple[tuple[int, int, int], IPNetwork, EncapOffer]] = []
         receive: dict[EncapKind, EncapOffer] = {}
         for path in paths:
-            offers = common[path.encaps]
+            offers = common[id(path.encaps)]
             if local is None or not offers:
                 self.unusable.append(path)
                 continue
-            chosen.append((_network_key(path.prefix), path.prefix, offers[0]))
+            key = path.key or _network_key(path.prefix)
+            chosen.append((key, path.prefix, offers[0]))
             for offer in offers:
                 receive.setdefault(offer.kind, offer)
         if local is None or not receive:
@@ -139,9 +144,10 @@ class _Derivation:
         self.claimed.update(receive)
         chosen.sort(key=lambda item: item[0])
         families = frozenset(key[0] for key, _prefix, _offer in chosen)
-        advertised = tuple(prefix for _key, prefix, _offer in chosen)
+        advertised = aggregate(key for key, _prefix, _offer in chosen)  # same addresses, fewer
         names: dict[EncapOffer, str] = {}
-        for offer in {item[2] for item in chosen} | set(receive.values()):
+        used = {id(offer): offer for _key, _prefix, offer in chosen}  # identity, as above
+        for offer in set(used.values()) | set(receive.values()):
             spec = _tunnel_spec(policy, local, endpoint, offer, families)
             names[offer] = spec.name
             self.tunnels[spec.name] = spec
@@ -202,13 +208,11 @@ def _filters(
     sources: dict[str, tuple[IPNetwork, ...]],
 ) -> FilterSpec:
     ports = {policy.l2tpv3_udp_port}
-    for paths in by_endpoint.values():
-        for path in paths:
-            ports.update(
-                o.udp_port or policy.l2tpv3_udp_port
-                for o in path.encaps
-                if o.kind is EncapKind.L2TPV3_UDP
-            )
+    shared = {id(path.encaps): path.encaps for paths in by_endpoint.values() for path in paths}
+    for encaps in shared.values():  # one per RIB path, not per prefix
+        ports.update(
+            o.udp_port or policy.l2tpv3_udp_port for o in encaps if o.kind is EncapKind.L2TPV3_UDP
+        )
     return FilterSpec(
         tunnel_sources=tuple(sorted(sources.items())),  # RFC 5619 §3.3
         afbr_endpoints=frozenset(by_endpoint),
