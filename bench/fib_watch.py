@@ -8,6 +8,11 @@ notes the arrival time of every RTM_NEWROUTE of the protocol it watches, and dum
 has been quiet for a moment and enough routes were announced.  The end time is the arrival of
 the last route notification before the dump that found every route.
 
+The times are those at which the watcher reads the notifications, so it must read them as they
+come: while it waits it runs at real-time priority (SCHED_FIFO, this thread only; the receiver
+was started before and keeps the normal policy), else a busy receiver on the single UML CPU
+delays its reading by seconds and the time measured is the watcher's, not the kernel's.
+
 If the notification socket overflows (ENOBUFS: notifications lost), the watcher falls back to
 one dump per quiet period; the end time is then the last activity seen, still an upper bound.
 
@@ -17,12 +22,14 @@ Route protocol numbers (rtm_protocol): afbr 175 (afbr.dataplane.rtnl_wire.RTPROT
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import select
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from afbr.dataplane.rtnl_socket import NetlinkPipe
 from afbr.dataplane.rtnl_wire import (
@@ -44,6 +51,20 @@ RTPROT_BIRD = 12
 RTPROT_BGP = 186  # FRR's zebra, routes from bgpd
 RTM_PROTOCOL_OFFSET = 5  # struct rtmsg: family, dst_len, src_len, tos, table, protocol
 RTM_TABLE_OFFSET = 4
+
+
+@contextlib.contextmanager
+def realtime_priority() -> Iterator[None]:
+    """SCHED_FIFO for the calling thread while inside (see the module docstring)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:  # not root, or no real-time scheduling: measure anyway, a little late
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 class WatchError(RuntimeError):
@@ -131,6 +152,12 @@ class FibWatch:
         self, expected: int, *, alive: Callable[[], bool], timeout: float, quiet: float = 0.05
     ) -> float:
         """time.time() when the last of `expected` routes arrived in the FIB."""
+        with realtime_priority():
+            return self._wait_all(expected, alive=alive, timeout=timeout, quiet=quiet)
+
+    def _wait_all(
+        self, expected: int, *, alive: Callable[[], bool], timeout: float, quiet: float
+    ) -> float:
         deadline = time.monotonic() + timeout
         checked_at: float | None = None  # last_route when the FIB was last dumped
         while time.monotonic() < deadline:
