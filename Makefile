@@ -13,5 +13,6 @@ demo: setup
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy --strict afbr
 
-bench: setup
+bench:
+	@AFBR_BENCH=1 scripts/setup.sh
 	@scripts/bench.sh

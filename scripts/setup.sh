@@ -12,6 +12,8 @@ gobgpd bird2
 charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
 libstrongswan-standard-plugins
 python3-venv gcc make flex bison bc xz-utils"
+# The benchmarks' baselines (bench/README.md): FRR receives the same feed as afbr.
+[ "${AFBR_BENCH:-0}" = 1 ] && APT_PACKAGES="$APT_PACKAGES frr"
 missing=""
 for pkg in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
@@ -28,7 +30,7 @@ else
     say "Debian packages present"
 fi
 # The distribution's own units would start charon and bird on the host: keep them off.
-for unit in strongswan-starter strongswan bird; do
+for unit in strongswan-starter strongswan bird frr; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
 done
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from afbr.bgp.keyfile import load_key_file
 from afbr.config import AfbrConfig
 from afbr.dataplane.kernel_plan import xfrm_if_id
-from afbr.dataplane.xfrm import REQID_MIN, SaRef, list_sas
+from afbr.dataplane.xfrm import REQID_MIN, SaState, delete_sa, list_sas
 from afbr.dataplane.xfrm_policy import install_route_based_peer, remove_route_based_peer
 from afbr.dataplane.xfrm_socket import XfrmSocket
 from afbr.encap.model import IpsecNeed
@@ -96,17 +96,21 @@ class Peer:
 
 
 class IpsecAgent:
-    def __init__(self, config: AfbrConfig) -> None:
+    def __init__(self, config: AfbrConfig, netns: str | None = None) -> None:
         self.config = config
-        self.sock = XfrmSocket()
+        self.sock = XfrmSocket(netns)
         self.peers: dict[str, Peer] = {}
         self.authenticators: dict[str, bytes] = {}
         self.installer = XfrmChildInstaller(self.sock, self._binding, schedule=self._later)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._leftover: dict[int, list[SaRef]] = {}  # reqid -> SAs of our previous run
+        self._leftover: dict[int, list[SaState]] = {}  # reqid -> SAs of our previous run
+        self.local_addrs = {config.core.address}
         self.dispatcher = IkeDispatcher(self._config_for, os.urandom)
         self.adapter = IkeUdpAdapter(
-            self.dispatcher, [str(config.core.address)], [self.installer.apply, self._on_event]
+            self.dispatcher,
+            [str(config.core.address)],
+            [self.installer.apply, self._on_event],
+            netns=netns,
         )
         self.counters: dict[str, int] = {"ike_auth_failures": 0, "sa_up": 0, "sa_rekeyed": 0}
         self._psks = self._load_psks(config)
@@ -117,7 +121,7 @@ class IpsecAgent:
         self._loop = asyncio.get_running_loop()
         for state in list_sas(self.sock):
             if state.dst is not None:
-                self._leftover.setdefault(state.reqid, []).append(state.ref)
+                self._leftover.setdefault(state.reqid, []).append(state)
         self.adapter.start()
 
     def _later(self, delay: float, action: Callable[[], None]) -> object:
@@ -140,6 +144,20 @@ class IpsecAgent:
         for remote, need in wanted.items():
             if remote not in self.peers:
                 self._add(remote, need)
+        self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """SAs and policies of our previous run towards AFBRs no longer wanted: the first sync
+        (the RIB has converged) adopted the rest, these go."""
+        for states in self._leftover.values():
+            outbound_first = sorted(states, key=lambda state: state.dst in self.local_addrs)
+            for state in outbound_first:
+                delete_sa(self.sock, state.ref)
+            remove_route_based_peer(self.sock, states[0].if_id)
+            log.info(
+                "%d SAs of a peer no longer wanted, left by a previous run, removed", len(states)
+            )
+        self._leftover.clear()
 
     def _add(self, remote: str, need: IpsecNeed) -> None:
         if_id = xfrm_if_id(need.tunnel)
@@ -147,7 +165,7 @@ class IpsecAgent:
         # Policies first: with no SA yet, the peer's traffic is dropped (never in clear).
         install_route_based_peer(self.sock, need.local, need.remote, if_id, binding.reqid)
         self.peers[remote] = Peer(need, binding)
-        orphans = self._leftover.pop(binding.reqid, [])
+        orphans = [state.ref for state in self._leftover.pop(binding.reqid, [])]
         self.installer.adopt_orphans(remote, orphans)
         if int(need.local) < int(need.remote):  # one initiator per pair: the lower address
             self._initiate(remote)

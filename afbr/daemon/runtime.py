@@ -37,7 +37,9 @@ from afbr.bgp.keyfile import KeyRing, load_key_file
 from afbr.bgp.mesh_view import MeshView
 from afbr.bgp.session_config import DEFAULT_RESTART_TIME, BgpSessionConfig
 from afbr.config import AfbrConfig, load_config
+from afbr.daemon.activity_log import DROP_LOG_INTERVAL, FilteredPackets, log_session_event
 from afbr.daemon.control_socket import ControlServer, Handler
+from afbr.daemon.daemon_metrics import mesh_metrics, status_metrics
 from afbr.daemon.instance_lock import InstanceLock
 from afbr.daemon.ipsec_agent import IpsecAgent, local_private_key
 from afbr.daemon.supervisor import Backoff, Supervisor
@@ -88,7 +90,9 @@ class AfbrDaemon:
                 require_authenticator=self.config.ipsec.enabled
                 and self.config.ipsec.auth == "pubkey",
             )
-        observers = [self.mesh_view.apply] if self.mesh_view is not None else []
+        observers = [log_session_event]  # RFC 5619 §3.4.1: sessions up and down
+        if self.mesh_view is not None:
+            observers.append(self.mesh_view.apply)
         self.control_plane = BgpControlPlane(self._session_config(self.config), observers=observers)
         self.softwires: Softwires | None = None
         self.ipsec: IpsecAgent | None = None
@@ -132,6 +136,8 @@ class AfbrDaemon:
                 loop.call_later(STARTUP_GRACE, self._end_startup_grace)
             self.supervisor = self._start_exabgp()
             self._spawn(self._sweep_stale())
+            if self.softwires is not None:
+                self._spawn(self._log_filtered())
             log.info(
                 "afbr %s running (%s)", __version__, self.config_path, extra={"event": "start"}
             )
@@ -257,6 +263,17 @@ class AfbrDaemon:
             if self.control_plane.sweep_stale(time.monotonic()):
                 self._schedule_sync()
 
+    async def _log_filtered(self) -> None:
+        filtered = FilteredPackets()  # RFC 5619 §3.4.1: filtered packets are logged
+        while True:
+            await asyncio.sleep(DROP_LOG_INTERVAL)
+            if self.softwires is None:
+                continue
+            try:
+                filtered.record(self.softwires.counters())
+            except Exception:  # counters are a view: a failed reading must not end the daemon
+                log.exception("reading the drop counters failed")
+
     def _end_startup_grace(self) -> None:
         if not self._converged_once:
             log.warning(
@@ -375,52 +392,8 @@ class AfbrDaemon:
         }
 
     def metrics(self) -> list[Metric]:
-        status = self.status()
-        up = sum(1 for n in status["neighbors"] if n["state"] == "up")
-        drops = tuple(({"reason": k}, float(v)) for k, v in status["drops"].items())
-        return [
-            Metric("afbr_bgp_neighbors_up", "gauge", "BGP neighbors Established.", (({}, up),)),
-            Metric(
-                "afbr_routes",
-                "gauge",
-                "Remote client prefixes in the RIB.",
-                (({}, float(status["routes"])),),
-            ),
-            Metric(
-                "afbr_tunnels",
-                "gauge",
-                "Softwires in the kernel.",
-                (({}, float(status["tunnels"])),),
-            ),
-            Metric("afbr_drops_total", "counter", "Dropped paths and packets by reason.", drops),
-            Metric(
-                "afbr_exabgp_restarts_total",
-                "counter",
-                "ExaBGP restarts.",
-                (({}, float(status["exabgp"]["restarts"])),),
-            ),
-        ]
-
-    def _mesh_metrics(self) -> list[Metric]:
-        if self.mesh_view is None:
-            return []
-        summary = self.mesh_view.summary()
-        findings = tuple(({"finding": k}, float(v)) for k, v in summary["findings"].items())
-        return [
-            Metric(
-                "afbr_mesh_afbrs",
-                "gauge",
-                "AFBRs in the mesh view.",
-                (({}, float(summary["afbrs"])),),
-            ),
-            Metric(
-                "afbr_mesh_conflicts",
-                "gauge",
-                "Client prefixes claimed by two AFBRs.",
-                (({}, float(summary["conflicts"])),),
-            ),
-            Metric("afbr_mesh_findings_total", "counter", "Audit findings by kind.", findings),
-        ]
+        mesh = mesh_metrics(self.mesh_view.summary()) if self.mesh_view is not None else []
+        return status_metrics(self.status()) + mesh
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -83,6 +83,15 @@ def test_softwires_are_protected_by_ipsec(demo: RunningDemo) -> None:
         assert isinstance(sas, list) and sas, f"{afbr.name}: `afbr sas` lists no SA"
 
 
+def test_the_log_records_the_activity_rfc_5619_asks_for(demo: RunningDemo) -> None:
+    """RFC 5619 §3.4.1: sessions up, SAs up (rekeys, failures and filtered packets have their
+    own tests: tests/ipsec, tests/daemon/test_activity_log.py)."""
+    for afbr in demo.mesh.afbrs:
+        log = demo.daemons[afbr.name].log.read_text(errors="replace")
+        for event in ("event=bgp-up", "event=ike-up", "event=sa-up"):
+            assert event in log, f"{afbr.name}: no {event} in its log"
+
+
 def test_audit_passes_on_the_demo(demo: RunningDemo, capsys: pytest.CaptureFixture[str]) -> None:
     for afbr in demo.mesh.afbrs:
         socket = str(demo.daemons[afbr.name].paths.control_socket)

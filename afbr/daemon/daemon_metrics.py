@@ -1,0 +1,60 @@
+"""The daemon's Prometheus metrics, from its status and the side-car's mesh summary (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from afbr.metrics import Metric
+
+
+def _gauge(name: str, help_text: str, value: float) -> Metric:
+    return Metric(name, "gauge", help_text, (({}, float(value)),))
+
+
+def _counter(name: str, help_text: str, value: float) -> Metric:
+    return Metric(name, "counter", help_text, (({}, float(value)),))
+
+
+def status_metrics(status: Mapping[str, Any]) -> list[Metric]:
+    """Neighbors, routes, tunnels, drops by reason, ExaBGP restarts and IPsec."""
+    up = sum(1 for n in status["neighbors"] if n["state"] == "up")
+    drops = tuple(({"reason": k}, float(v)) for k, v in status["drops"].items())
+    metrics = [
+        _gauge("afbr_bgp_neighbors_up", "BGP neighbors Established.", up),
+        _gauge("afbr_routes", "Remote client prefixes in the RIB.", status["routes"]),
+        _gauge("afbr_tunnels", "Softwires in the kernel.", status["tunnels"]),
+        Metric("afbr_drops_total", "counter", "Dropped paths and packets by reason.", drops),
+        _counter("afbr_exabgp_restarts_total", "ExaBGP restarts.", status["exabgp"]["restarts"]),
+    ]
+    ipsec = status.get("ipsec", {})
+    if ipsec.get("enabled"):
+        metrics += [
+            _gauge("afbr_ipsec_peers", "Remote AFBRs with an ESP softwire.", ipsec["peers"]),
+            _gauge(
+                "afbr_ipsec_peers_without_sa",
+                "IPsec peers with no CHILD SA (their traffic is dropped, never sent in clear).",
+                len(ipsec["peers_without_sa"]),
+            ),
+            _gauge("afbr_ipsec_child_sas", "CHILD SAs installed.", ipsec["child_sas"]),
+            _counter("afbr_ipsec_sas_up_total", "CHILD SAs established.", ipsec["sa_up"]),
+            _counter("afbr_ipsec_rekeys_total", "CHILD SAs rekeyed.", ipsec["sa_rekeyed"]),
+            _counter(
+                "afbr_ike_auth_failures_total",
+                "IKE authentications that failed.",
+                ipsec["ike_auth_failures"],
+            ),
+        ]
+    return metrics
+
+
+def mesh_metrics(summary: Mapping[str, Any]) -> list[Metric]:
+    """The side-car's view: AFBRs, prefixes claimed twice, audit findings by kind."""
+    findings = tuple(({"finding": k}, float(v)) for k, v in summary["findings"].items())
+    return [
+        _gauge("afbr_mesh_afbrs", "AFBRs in the mesh view.", summary["afbrs"]),
+        _gauge(
+            "afbr_mesh_conflicts", "Client prefixes claimed by two AFBRs.", summary["conflicts"]
+        ),
+        Metric("afbr_mesh_findings_total", "counter", "Audit findings by kind.", findings),
+    ]
