@@ -58,7 +58,11 @@ class Softwires(Protocol):
 
     ipsec: IpsecAgent | None
 
-    def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]: ...
+    async def sync_in_worker(
+        self, control_plane: BgpControlPlane, config: AfbrConfig
+    ) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
     def tunnels(self) -> list[dict[str, Any]]: ...
 
@@ -102,6 +106,8 @@ class AfbrDaemon:
         self._bridge_writer: asyncio.StreamWriter | None = None
         self._bridged_pids: set[int] = set()  # ExaBGP processes whose API process connected
         self._sync_handle: asyncio.TimerHandle | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._sync_again = False
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
         self._exabgp_text = ""
@@ -150,6 +156,8 @@ class AfbrDaemon:
                 # AFBRs keep forwarding to us while we restart.
                 await self.supervisor.stop(sig=signal.SIGKILL)
             bridge.close()
+            if self.softwires is not None:  # a reconcile under way ends first
+                await asyncio.to_thread(self.softwires.close)
             if self.ipsec is not None:
                 self.ipsec.close()  # the SAs stay in the kernel: forwarding goes on
             await control.close()
@@ -299,14 +307,23 @@ class AfbrDaemon:
 
     def _run_sync(self) -> None:
         self._sync_handle = None
-        if self.softwires is None:
+        if self.softwires is None or self._stop.is_set():
             return
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_again = True  # changes during a reconcile: one more when it ends
+            return
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync(self.softwires))
+
+    async def _sync(self, softwires: Softwires) -> None:
         try:
-            self.last_sync = self.softwires.sync(self.control_plane, self.config)
+            self.last_sync = await softwires.sync_in_worker(self.control_plane, self.config)
             self.counters["syncs"] += 1
         except Exception:  # keep the daemon and its state; the next change retries
             self.counters["sync_errors"] += 1
             log.exception("softwire reconcile failed; will retry on the next change")
+        if self._sync_again:
+            self._sync_again = False
+            self._schedule_sync()
 
     # -- control socket -------------------------------------------------------------------------
 

@@ -7,11 +7,14 @@ path's endpoint (next hop or Tunnel Egress Endpoint, per tunnel), so that one is
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from afbr.bgp.control_plane import BgpControlPlane
@@ -19,7 +22,7 @@ from afbr.bgp.softwire_rib import RibPath
 from afbr.bgp.tunnel_encap import TunnelType
 from afbr.config import AfbrConfig
 from afbr.daemon.ipsec_agent import IpsecAgent
-from afbr.dataplane.softwires import SoftwireDataplane
+from afbr.dataplane.softwires import ReconcileReport, SoftwireDataplane
 from afbr.encap.derive import derive_desired
 from afbr.encap.model import (
     DesiredState,
@@ -69,13 +72,13 @@ def parse_prefix(text: str) -> ParsedPrefix:
 
 
 def remote_paths(
-    control_plane: BgpControlPlane, networks: dict[str, ParsedPrefix] | None = None
+    best_paths: Iterable[tuple[str, RibPath]], networks: dict[str, ParsedPrefix] | None = None
 ) -> Iterator[RemotePath]:
     """The RIB's best paths as the encap manager's input.  `networks` caches parsed prefixes
     and their route keys across calls (parsing 100k prefix strings costs seconds)."""
     cache = networks if networks is not None else {}
     offers: dict[int, tuple[EncapOffer, ...]] = {}  # by RibPath identity: shared by prefixes
-    for prefix, path in control_plane.rib.best_paths():
+    for prefix, path in best_paths:
         encaps = offers.get(id(path))
         if encaps is None:
             encaps = offers[id(path)] = tuple(
@@ -124,35 +127,85 @@ def local_policy(config: AfbrConfig) -> LocalEncapPolicy:
     )
 
 
+@dataclass(frozen=True)
+class SyncWork:
+    """What one reconcile works from, taken from the RIB on the event loop (RibPaths are
+    immutable, so the worker thread may read them while the RIB moves on)."""
+
+    best_paths: list[tuple[str, RibPath]]
+    policy: LocalEncapPolicy
+    authenticators: dict[str, bytes]
+    started: float
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    desired: DesiredState
+    report: ReconcileReport
+    derive_seconds: float
+
+
 class KernelSoftwireSync:
-    """The daemon's dataplane side: one reconcile per batch of RIB changes."""
+    """The daemon's dataplane side: one reconcile per batch of RIB changes.
+
+    `sync_in_worker` (the daemon's way) takes the RIB's best paths on the event loop, derives
+    and applies them in a worker thread, so the control socket, BGP and IKE are served while a
+    full table goes into the kernel, and keys the IPsec peers back on the loop.  One reconcile
+    at a time (the daemon serialises them).
+    """
 
     def __init__(self, config: AfbrConfig) -> None:
         self.ipsec: IpsecAgent | None = None  # set by the daemon when IPsec is on
         self.dataplane = SoftwireDataplane()
         self.desired = DesiredState()
         self.route_tunnel: dict[str, str] = {}
-        self._networks: dict[str, ParsedPrefix] = {}
+        self._networks: dict[str, ParsedPrefix] = {}  # only the reconciling thread uses it
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="afbr-reconcile")
         self.errors = 0
 
-    def sync(self, control_plane: BgpControlPlane, config: AfbrConfig) -> dict[str, Any]:
-        start = time.perf_counter()
-        paths = remote_paths(control_plane, self._networks)
-        self.desired = derive_desired(paths, local_policy(config))
-        derived = time.perf_counter() - start
+    def close(self) -> None:
+        """Wait for a reconcile under way (the kernel keeps whatever it reached)."""
+        self._worker.shutdown(wait=True)
+
+    async def sync_in_worker(
+        self, control_plane: BgpControlPlane, config: AfbrConfig
+    ) -> dict[str, Any]:
+        work = self.take(control_plane, config)
+        result = await asyncio.get_running_loop().run_in_executor(self._worker, self.apply, work)
+        return self.finish(work, result)
+
+    def take(self, control_plane: BgpControlPlane, config: AfbrConfig) -> SyncWork:
+        """On the event loop: the RIB is not to be read from another thread."""
+        return SyncWork(
+            list(control_plane.rib.best_paths()),
+            local_policy(config),
+            authenticators(control_plane),
+            time.perf_counter(),
+        )
+
+    def apply(self, work: SyncWork) -> SyncResult:
+        """Derive the desired state and bring the kernel to it (any one thread at a time)."""
+        desired = derive_desired(remote_paths(work.best_paths, self._networks), work.policy)
+        derived = time.perf_counter() - work.started
         if derived > SLOW_STEP:  # progress on a long reconcile (a full table at start-up)
             log.info(
                 "derived %d softwires and %d routes in %.3fs; applying them to the kernel",
-                len(self.desired.tunnels),
-                len(self.desired.routes),
+                len(desired.tunnels),
+                len(desired.routes),
                 derived,
             )
-        if len(self._networks) > 2 * len(control_plane.rib) + 1024:
+        if len(self._networks) > 2 * len(work.best_paths) + 1024:
             self._networks.clear()  # withdrawn prefixes: do not grow without bound
+        return SyncResult(desired, self.dataplane.reconcile(desired), derived)
+
+    def finish(self, work: SyncWork, result: SyncResult) -> dict[str, Any]:
+        """On the event loop: what the daemon shows, the IPsec peers, the log line."""
+        self.desired, report = result.desired, result.report
         self.route_tunnel = {str(r.prefix): r.tunnel for r in self.desired.routes}
-        report = self.dataplane.reconcile(self.desired)
         if self.ipsec is not None:  # after the xfrm interfaces exist
-            self.ipsec.sync(self.desired.ipsec, authenticators(control_plane))
+            self.ipsec.sync(self.desired.ipsec, work.authenticators)
+        derived = result.derive_seconds
+        start = work.started
         self.errors += len(report.errors)
         for what, code in report.errors:
             log.error("dataplane: %s failed (errno %d)", what, code)
