@@ -52,7 +52,7 @@ class NftFilter:
         """Names of the chains and counters now in afbr's table (empty when it is absent)."""
         proc = self._nft(["-j", "list", "table", FAMILY, TABLE])
         if proc.returncode != 0:
-            if "No such file" in proc.stderr:
+            if _no_table(proc.stderr):
                 return frozenset(), frozenset()
             raise NftError(f"nft list table: {proc.stderr.strip()}")
         chains: set[str] = set()
@@ -90,6 +90,8 @@ class NftFilter:
             return self._inline_counters()
         proc = self._nft(["-j", "list", "counters", "table", FAMILY, TABLE])
         if proc.returncode != 0:
+            if _no_table(proc.stderr):
+                return {}  # before the first reconcile: nothing installed, nothing counted
             raise NftError(f"nft list counters: {proc.stderr.strip()}")
         found: dict[str, CounterValue] = {}
         for item in _items(proc.stdout):
@@ -103,6 +105,8 @@ class NftFilter:
     def _inline_counters(self) -> dict[str, CounterValue]:
         proc = self._nft(["-j", "list", "table", FAMILY, TABLE])
         if proc.returncode != 0:
+            if _no_table(proc.stderr):
+                return {}
             raise NftError(f"nft list table: {proc.stderr.strip()}")
         found: dict[str, CounterValue] = {}
         for item in _items(proc.stdout):
@@ -125,6 +129,11 @@ class NftFilter:
         """Delete afbr's table (when the daemon is told to clean up)."""
         self._nft(["-f", "-"], f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
         self._known, self._applied = None, None
+
+
+def _no_table(stderr: str) -> bool:
+    """nft's answer when afbr's table does not exist (yet)."""
+    return "No such file" in stderr
 
 
 def _lacks_objref(stderr: str) -> bool:

@@ -76,6 +76,10 @@ def test_objects_of_tunnels_gone_are_deleted_in_the_same_transaction() -> None:
 def test_applied_atomically_counters_kept_stale_objects_removed(lab: object) -> None:
     host = lab.host("nft")  # type: ignore[attr-defined]
     nft = NftFilter(host.name)
+    assert nft.counters() == {}  # before the first reconcile: no table, nothing counted
+    nft.named_counters = False
+    assert nft.counters() == {}
+    nft.named_counters = True
     assert nft.apply(FILTERS) is True
     assert nft.apply(FILTERS) is False  # unchanged: no nft run
     counters = nft.counters()
