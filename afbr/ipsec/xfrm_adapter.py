@@ -183,8 +183,9 @@ class XfrmChildInstaller:
     def _switch(self, remote: str, outbound: SaSpec) -> None:
         """The held outbound SA of a responder goes in (the peer has its inbound by now)."""
         self._switching.discard(remote)
-        if not any(child.outbound.spi == outbound.spi for child in self.children.values()):
-            return  # deleted meanwhile
+        wanted = SaRef(outbound.dst, outbound.spi)
+        if not any(child.outbound == wanted for child in self.children.values()):
+            return  # deleted meanwhile (SPIs are the peer's choice: matched with the address)
         try:
             add_sa(self.sock, outbound)
         except XfrmKernelError as exc:
