@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_config import MINIMAL  # the minimal valid config (tests/test_config.py)
+
 from afbr.config import parse_config
 from afbr.daemon.audit import audit_running
 
-CONFIG = """\
-router_id: 192.0.2.1
-asn: 65000
-core: {family: ipv6, address: "2001:db8::a"}
-clients: {prefixes: [198.51.100.0/24]}
-bgp:
-  keys_file: /etc/afbr/bgp-keys.yaml
-  neighbors:
-    - {address: "2001:db8::1", asn: 65000, md5_key: rr1}
-ipsec: {keys_file: /etc/afbr/ike-keys.yaml, enabled: %s}
-"""
+IPSEC_LINE = "ipsec: {keys_file: /etc/afbr/ike-keys.yaml}"
 UP = {"neighbors": [{"address": "2001:db8::1", "state": "up"}]}
 
 
 def ipsec_row(enabled: bool, ipsec_status: dict[str, Any] | None) -> dict[str, str]:
-    config = parse_config(CONFIG % ("true" if enabled else "false"))
+    assert IPSEC_LINE in MINIMAL
+    ipsec = IPSEC_LINE.replace("}", f", enabled: {'true' if enabled else 'false'}}}")
+    config = parse_config(MINIMAL.replace(IPSEC_LINE, ipsec))
     status = dict(UP, ipsec=ipsec_status) if ipsec_status is not None else dict(UP)
     rows = {row["requirement"]: row for row in audit_running(config, status)}
     return rows["softwires are protected by IPsec"]
