@@ -158,13 +158,19 @@ class IkeUdpAdapter:
         return fallback
 
     def _flush(self) -> None:
-        """Send what the core produced, hand its events on, re-arm the timer."""
-        now = self.clock()
-        for datagram in self.dispatcher.datagrams_to_send(now):
-            self._send(datagram)
+        """Hand the core's events on, then send what it produced, then re-arm the timer.
+
+        Events first (make-before-break): an answer lets the peer go on — switch to a new SA,
+        remove an old inbound one — so what the event changes in the kernel (our new inbound
+        SA, our switch to the new outbound SA) must be in place before the answer leaves.
+        Sent the other way round, a rekey lost a packet whenever the peer was quicker than us.
+        """
         while (event := self.dispatcher.next_event()) is not None:
             for handler in self.on_event:
                 handler(event)
+        now = self.clock()
+        for datagram in self.dispatcher.datagrams_to_send(now):
+            self._send(datagram)
         self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -93,3 +93,43 @@ def test_two_agents_establish_and_delete(lab: Lab, outer: str, nat_t: bool) -> N
             agent_b.close()
 
     asyncio.run(scenario())
+
+
+def test_the_kernel_changes_of_an_exchange_come_before_its_answer(lab: Lab) -> None:
+    """Make-before-break: the responder hands ChildSaEstablished to the installer (its new
+    inbound SA) before its IKE_AUTH answer leaves, or the initiator may send on the new SA
+    before it exists."""
+    a, b = lab.host("a"), lab.host("b")
+    lab.link(a, "eth0", b, "eth0")
+    a.ip_batch(["addr add 192.0.2.1/24 dev eth0"])
+    b.ip_batch(["addr add 192.0.2.2/24 dev eth0"])
+    config_a, config_b = configs()
+    events_a: list[IkeEvent] = []
+    order: list[str] = []  # what responder B did, in order
+
+    async def scenario() -> None:
+        agent_a = IkeUdpAdapter(
+            IkeDispatcher(lambda addr: config_a, os.urandom),
+            ["192.0.2.1"],
+            [events_a.append],
+            a.name,
+        )
+        agent_b = IkeUdpAdapter(
+            IkeDispatcher(lambda addr: config_b, os.urandom),
+            ["192.0.2.2"],
+            [lambda event: order.append(type(event).__name__)],
+            b.name,
+        )
+        send = agent_b._send
+        agent_b._send = lambda datagram: (order.append("send"), send(datagram))[1]  # type: ignore[method-assign]
+        agent_a.start()
+        agent_b.start()
+        try:
+            agent_a.connect(config_a, ("192.0.2.1", 500), ("192.0.2.2", 500))
+            await _wait(events_a, ChildSaEstablished)
+        finally:
+            agent_a.close()
+            agent_b.close()
+
+    asyncio.run(scenario())
+    assert order[:4] == ["send", "IkeSaEstablished", "ChildSaEstablished", "send"], order
