@@ -61,7 +61,7 @@ class FilteredPackets:
         for name, packets in sorted(counters.items()):
             if not (name.startswith(SPOOF_COUNTER_PREFIX) or name in WHY):
                 continue
-            before = self.last.get(name, 0 if not first else packets)
+            before = self.last.get(name, packets if first else 0)
             self.last[name] = packets
             if packets > before:
                 grown.append((name, packets - before))

@@ -104,7 +104,6 @@ class IpsecAgent:
         self.installer = XfrmChildInstaller(self.sock, self._binding, schedule=self._later)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._leftover: dict[int, list[SaState]] = {}  # reqid -> SAs of our previous run
-        self.local_addrs = {config.core.address}
         self.dispatcher = IkeDispatcher(self._config_for, os.urandom)
         self.adapter = IkeUdpAdapter(
             self.dispatcher,
@@ -150,7 +149,7 @@ class IpsecAgent:
         """SAs and policies of our previous run towards AFBRs no longer wanted: the first sync
         (the RIB has converged) adopted the rest, these go."""
         for states in self._leftover.values():
-            outbound_first = sorted(states, key=lambda state: state.dst in self.local_addrs)
+            outbound_first = sorted(states, key=lambda state: state.dst == self.config.core.address)
             for state in outbound_first:
                 delete_sa(self.sock, state.ref)
             remove_route_based_peer(self.sock, states[0].if_id)

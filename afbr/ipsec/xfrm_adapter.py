@@ -23,6 +23,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 from afbr.dataplane.xfrm import (
     EspCipher,
@@ -142,10 +143,6 @@ class XfrmChildInstaller:
             self.failures += 1
             log.error("XFRM update for %s failed: %s", type(event).__name__, exc)
 
-    def owner_of(self, inbound_spi: int) -> IkeSaId | None:
-        child = self.children.get(inbound_spi)
-        return child.ike_sa if child is not None else None
-
     def rekey_due(self, event: XfrmEvent) -> tuple[IkeSaId, int] | None:
         """For a soft EXPIRE of one of our SAs (either direction): the IKE SA and the inbound
         SPI of the CHILD SA to rekey, once per CHILD SA; None for anything else."""
@@ -184,13 +181,10 @@ class XfrmChildInstaller:
         """The held outbound SA of a responder goes in (the peer has its inbound by now)."""
         self._switching.discard(remote)
         wanted = SaRef(outbound.dst, outbound.spi)
-        if not any(child.outbound == wanted for child in self.children.values()):
-            return  # deleted meanwhile (SPIs are the peer's choice: matched with the address)
-        try:
-            add_sa(self.sock, outbound)
-        except XfrmKernelError as exc:
-            self.failures += 1
-            log.error("XFRM outbound SA to %s failed: %s", remote, exc)
+        if any(child.outbound == wanted for child in self.children.values()):  # not deleted
+            self._later_kernel_call(
+                f"outbound SA to {remote}", partial(add_sa, self.sock, outbound)
+            )
 
     def _retire(self, inbound_spi: int) -> None:
         """Remove a pair now, or after the switch to its successor when one is pending."""
@@ -198,35 +192,34 @@ class XfrmChildInstaller:
         if self.schedule is None or child is None or str(child.outbound.dst) not in self._switching:
             self._remove(inbound_spi)
             return
-        self.schedule(self.switch_delay + self.linger, lambda: self._remove_logged(inbound_spi))
-
-    def _remove_logged(self, inbound_spi: int) -> None:
-        try:
-            self._remove(inbound_spi)
-        except XfrmKernelError as exc:
-            self.failures += 1
-            log.error("XFRM removal of SA %08x failed: %s", inbound_spi, exc)
+        removal = partial(self._remove, inbound_spi)
+        what = f"removal of SA {inbound_spi:08x}"
+        self.schedule(
+            self.switch_delay + self.linger, partial(self._later_kernel_call, what, removal)
+        )
 
     def _drop_orphans(self, remote: str) -> None:
         refs = self.orphans.pop(remote, [])
         outbound_first = sorted(refs, key=lambda ref: str(ref.dst) != remote)
-        try:
-            for ref in outbound_first:
-                delete_sa(self.sock, ref)
-        except XfrmKernelError as exc:
-            self.failures += 1
-            log.error("XFRM removal of the old SAs to %s failed: %s", remote, exc)
+        for ref in outbound_first:
+            self._later_kernel_call(
+                f"removal of an old SA to {remote}", partial(delete_sa, self.sock, ref)
+            )
         if refs:
             log.info("%d SAs to %s from before the restart removed", len(refs), remote)
+
+    def _later_kernel_call(self, what: str, call: Callable[[], object]) -> None:
+        """A kernel change made from a timer, where `apply`'s own error handling is not."""
+        try:
+            call()
+        except XfrmKernelError as exc:
+            self.failures += 1
+            log.error("XFRM %s failed: %s", what, exc)
 
     def _move(self, old: IkeSaId, new: IkeSaId) -> None:
         for spi, child in list(self.children.items()):
             if child.ike_sa == old:
                 self.children[spi] = InstalledChild(new, child.inbound, child.outbound)
-
-    def remove_all(self) -> None:
-        for spi in list(self.children):
-            self._remove(spi)
 
     def _install(
         self,

@@ -103,3 +103,38 @@ def reflector_lab(lab: Lab, workdir: Path, *, core: int, clients: Sequence[str])
     for name in clients:
         topo.add_client(name)
     return topo
+
+
+def write_client_config(
+    workdir: Path,
+    name: str,
+    core_address: str,
+    rr_address: str,
+    *,
+    prefixes: Sequence[str],
+    preference: Sequence[str],
+) -> Path:
+    """afbr.yaml (and its 0600 BGP key file) for client `name` ("a", "b", ...) of a reflector
+    lab running `afbr run --no-dataplane`: an IPv6 core, TCP-MD5 key `md5-<name>-secret`
+    towards the reflector, IPsec off, control socket and state under `workdir`."""
+    keys = workdir / "bgp-keys.yaml"
+    keys.write_text(f"md5-rr: 'md5-{name}-secret'\n")
+    keys.chmod(0o600)
+    config = workdir / "afbr.yaml"
+    config.write_text(
+        f"""\
+router_id: 192.0.2.{10 + ord(name) - ord("a")}
+asn: {RR_ASN}
+core: {{family: ipv6, address: "{core_address}"}}
+clients: {{prefixes: [{", ".join(prefixes)}]}}
+bgp:
+  keys_file: {keys}
+  neighbors:
+    - {{address: "{rr_address}", asn: {RR_ASN}, md5_key: md5-rr}}
+encap: {{preference: [{", ".join(preference)}], gre_key: 7}}
+ipsec: {{enabled: false}}
+control_socket: {workdir}/afbr.sock
+state_dir: {workdir}/state
+"""
+    )
+    return config

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from afbr.lab.netns import Host, Lab
-from afbr.lab.reflector_lab import RR_ASN, reflector_lab
+from afbr.lab.reflector_lab import reflector_lab, write_client_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 
@@ -33,25 +33,9 @@ ipsec: {enabled: true, auth: pubkey}   # the mesh's policy: authenticators are r
 
 
 def write_config(workdir: Path, name: str, core_address: str, rr_address: str) -> Path:
-    keys = workdir / "bgp-keys.yaml"
-    keys.write_text(f"md5-rr: 'md5-{name}-secret'\n")
-    keys.chmod(0o600)
-    config = workdir / "afbr.yaml"
-    config.write_text(
-        f"""\
-router_id: 192.0.2.{10 + ord(name) - ord("a")}
-asn: {RR_ASN}
-core: {{family: ipv6, address: "{core_address}"}}
-clients: {{prefixes: [{CLIENT_PREFIX.get(name, "")}]}}
-bgp:
-  keys_file: {keys}
-  neighbors:
-    - {{address: "{rr_address}", asn: {RR_ASN}, md5_key: md5-rr}}
-encap: {{preference: [gre, ip-in-ip], gre_key: 7}}
-ipsec: {{enabled: false}}
-control_socket: {workdir}/afbr.sock
-state_dir: {workdir}/state
-"""
+    prefixes = [CLIENT_PREFIX[name]] if name in CLIENT_PREFIX else []
+    config = write_client_config(
+        workdir, name, core_address, rr_address, prefixes=prefixes, preference=["gre", "ip-in-ip"]
     )
     if name == "s":
         text = config.read_text().replace("ipsec: {enabled: false}\n", SIDECAR)

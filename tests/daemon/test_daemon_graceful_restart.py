@@ -28,7 +28,13 @@ from afbr.daemon.control_socket import ControlClientError, request
 from afbr.lab.daemon_base import BgpNeighbor
 from afbr.lab.netns import Host, Lab
 from afbr.lab.peers import Bird, GoBgp
-from afbr.lab.reflector_lab import RR_ASN, RR_ROUTER_ID, ReflectorLab, reflector_lab
+from afbr.lab.reflector_lab import (
+    RR_ASN,
+    RR_ROUTER_ID,
+    ReflectorLab,
+    reflector_lab,
+    write_client_config,
+)
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 
@@ -37,27 +43,9 @@ PREFIX = {"a": "198.51.100.0/25", "b": "198.51.100.128/25"}
 
 
 def write_config(workdir: Path, name: str, core_address: str, rr_address: str) -> Path:
-    keys = workdir / "bgp-keys.yaml"
-    keys.write_text(f"md5-rr: 'md5-{name}-secret'\n")
-    keys.chmod(0o600)
-    config = workdir / "afbr.yaml"
-    config.write_text(
-        f"""\
-router_id: 192.0.2.{10 + ord(name) - ord("a")}
-asn: {RR_ASN}
-core: {{family: ipv6, address: "{core_address}"}}
-clients: {{prefixes: [{PREFIX[name]}]}}
-bgp:
-  keys_file: {keys}
-  neighbors:
-    - {{address: "{rr_address}", asn: {RR_ASN}, md5_key: md5-rr}}
-encap: {{preference: [gre], gre_key: 7}}
-ipsec: {{enabled: false}}
-control_socket: {workdir}/afbr.sock
-state_dir: {workdir}/state
-"""
+    return write_client_config(
+        workdir, name, core_address, rr_address, prefixes=[PREFIX[name]], preference=["gre"]
     )
-    return config
 
 
 def start_reflector(topo: ReflectorLab, kind: str) -> GoBgp | Bird:
