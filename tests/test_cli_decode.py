@@ -9,7 +9,7 @@ import pytest
 
 from afbr.cli import main
 
-# /work/shared/reference/vectors/tunnel-encap.txt #2 (GoBGP 3.10): GRE, key 7, protocol IPv4.
+# tests/vectors/tunnel-encap.txt #2 (GoBGP 3.10): GRE, key 7, protocol IPv4.
 GRE_KEY_7 = "0002000a01040000000702020800"
 EXPECTED_GRE_KEY_7 = {
     "tunnels": [

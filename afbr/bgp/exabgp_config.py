@@ -3,7 +3,7 @@
 The rendered file holds the TCP-MD5 keys, so it is written 0600 in a 0700 directory and its
 text is never logged; keys never go on a command line (ExaBGP reads them from the file).
 
-ExaBGP 5.0.15 pitfalls this rendering avoids (see ../shared/reference/README.md):
+ExaBGP 5.0.15 pitfalls this rendering avoids (found in interop trials against GoBGP and BIRD):
 - `nexthop { ipv4 unicast ipv6; }` is silently left out of the OPEN unless `family` also
   lists `ipv6 unicast`, so both unicast families are always configured.
 - an md5-password made only of [a-f0-9] is read as unpadded base64 by default; afbr always

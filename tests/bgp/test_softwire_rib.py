@@ -1,7 +1,7 @@
 """The softwire RIB: best path, implicit withdraw, neighbors going down, the core family rule,
 RFC 9012 §13 handling of a bad attribute, and the tunnel endpoint (RFC 5565 §9, RFC 9012 §3.1).
 
-Attribute values: GRE7 and VECTOR1 are ../shared/reference/vectors/tunnel-encap.txt entries 2
+Attribute values: GRE7 and VECTOR1 are tests/vectors/tunnel-encap.txt entries 2
 and 1 (seen on the wire, GoBGP-decoded); the rest are built by hand as commented.
 """
 

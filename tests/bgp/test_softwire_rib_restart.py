@@ -4,7 +4,7 @@ Stale marking keeps forwarding, a path sent again is fresh (an identical one is 
 End-of-RIB sweeps what was not sent again, the stale timer sweeps when End-of-RIB never comes.
 The control plane renders End-of-RIB after its own routes and keeps stale paths when a
 Graceful-Restart neighbor goes down without a NOTIFICATION.
-GRE7 is ../shared/reference/vectors/tunnel-encap.txt entry 2 (GRE, key 7); the replayed
+GRE7 is tests/vectors/tunnel-encap.txt entry 2 (GRE, key 7); the replayed
 lines are ExaBGP 5.0.15's own (exabgp_5_0_15_restart.jsonl, see below).
 """
 

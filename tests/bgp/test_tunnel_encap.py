@@ -2,8 +2,8 @@
 
 Sources:
 - "gobgp-*": attribute values seen on the wire, as GoBGP 3.10 originated them, with the meaning
-  GoBGP printed for each: /work/shared/reference/vectors/tunnel-encap.txt (../shared/reference/
-  vectors/tunnel-encap.txt from the repository).  GoBGP kept sub-TLV 3 raw; we decode it as the
+  GoBGP printed for each: tests/vectors/tunnel-encap.txt (provenance in
+  tests/vectors/README.md).  GoBGP kept sub-TLV 3 raw; we decode it as the
   RFC 5566 §4 IPsec Tunnel Authenticator (type 1 + 20 octets).
 - "rfc-*": built by hand from the field layouts of RFC 9012 §2-§3, RFC 5512 §4 and RFC 5566 §2/§4.
 """

@@ -1,7 +1,8 @@
 """Test support: a tiny pcap reader and the keys strongSwan logged for the captures.
 
-The captures and logs are in /work/shared/reference/vectors/ (strongSwan 5.9.8 charon at log
-level 4 on the initiator, PSK 0x0123456789abcdef0123456789abcdef); see its README.
+The captures and logs are in tests/vectors/ (strongSwan 5.9.8 charon at log level 4 on the
+initiator, PSK 0x0123456789abcdef0123456789abcdef); tests/vectors/README.md says where they
+came from.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-VECTORS = Path("/work/shared/reference/vectors")
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 PSK = bytes.fromhex("0123456789abcdef0123456789abcdef")
 
 

@@ -28,7 +28,7 @@ from afbr.ipsec.ike_proposals import (
 )
 from afbr.ipsec.ike_setup import nat_hash
 
-# Each capture: (pcap and log in /work/shared/reference/vectors/, the ESP suite negotiated)
+# Each capture: (pcap and log in tests/vectors/, the ESP suite negotiated)
 CAPTURES = {"gcm-v4": ESP_AES_GCM_128, "null-v6": ESP_NULL_SHA256}
 
 

@@ -3,7 +3,7 @@
 `AfbrNode` runs afbr's dispatcher + UDP adapter + XFRM installer on an asyncio loop in a
 thread of its own, with its sockets inside namespace A.  `Charon` runs strongSwan 5.9.8
 (charon-systemd with kernel-netlink, a private /run through unshare -m, the minimal plugin
-list of ../shared/reference incl. kdf) inside namespace B and drives it with swanctl.
+list that worked, incl. kdf) inside namespace B and drives it with swanctl.
 Both sides are route-based: an xfrm interface per peer, wildcard selectors, if_id.
 """
 
