@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,23 @@ class Metric:
     kind: str  # "counter" or "gauge"
     help: str
     samples: tuple[tuple[dict[str, str], float], ...] = field(default_factory=tuple)
+
+
+EXACT_FLOAT = 2**53  # every integer below this is a float exactly
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus text: integers digit for digit (a counter at 1234567 reads
+    1234567, never 1.23457e+06), other numbers in Python's shortest round-trip form."""
+    if isinstance(value, int):  # bool too: True is 1
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < EXACT_FLOAT:
+        return str(int(value))
+    return repr(value)
 
 
 def _escape(value: str) -> str:
@@ -36,7 +54,7 @@ def render(metrics: Iterable[Metric]) -> str:
         for labels, value in metric.samples:
             label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
             name = f"{metric.name}{{{label_text}}}" if label_text else metric.name
-            lines.append(f"{name} {value:g}")
+            lines.append(f"{name} {format_value(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -161,6 +163,16 @@ def exabgp_environment(config: BgpSessionConfig, *, as_root: bool = True) -> dic
         env["exabgp_daemon_user"] = "root"
         env["exabgp_daemon_drop"] = "false"
     return env
+
+
+def find_exabgp(executable: str = sys.executable, path: str | None = None) -> str:
+    """The exabgp program: beside the interpreter (the virtualenv pip installed it in), else
+    on PATH (`path`: instead of $PATH).  Found nowhere: the first place, which the supervisor
+    then fails to start, naming it."""
+    beside = Path(executable).with_name("exabgp")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("exabgp", path=path) or str(beside)
 
 
 def exabgp_argv(exabgp: str, config_path: Path) -> list[str]:

@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-c", "--config", required=True, type=Path, metavar="FILE")
     parser.add_argument(
-        "--exabgp", metavar="PATH", help="the exabgp program (default: next to this Python)"
+        "--exabgp",
+        metavar="PATH",
+        help="the exabgp program (default: next to this Python, else on PATH)",
     )
     parser.add_argument(
         "--no-dataplane",

@@ -100,23 +100,48 @@ def render_text(command: str, result: object) -> str:
 
 
 def _render_status(status: Mapping[str, Any]) -> str:
+    """One line per scalar, a table per list, a line or an indented block per mapping: words
+    and numbers only (yes/no, comma-separated lists), never a Python repr."""
     lines = []
-    for key, value in status.items():
+    for key, raw in status.items():
+        is_neighbors = key == "neighbors" and isinstance(raw, list)
+        value = [_neighbor_row(row) for row in raw] if is_neighbors else raw
         if isinstance(value, list):
             lines.append(f"{key}:")
             body = render_table(value) if value else "(none)"
             lines.extend("  " + line for line in body.splitlines())
-        elif isinstance(value, Mapping):
-            inner = ", ".join(f"{k} {v}" for k, v in value.items()) or "(none)"
-            lines.append(f"{key}: {inner}")
+        elif isinstance(value, Mapping) and any(
+            isinstance(v, Mapping | list | tuple) for v in value.values()
+        ):
+            lines.append(f"{key}:")
+            lines.extend(f"  {k}: {_text(v)}" for k, v in value.items())
         else:
-            lines.append(f"{key}: {value}")
+            lines.append(f"{key}: {_text(value)}")
     return "\n".join(lines)
 
 
+def _neighbor_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A neighbor's diagnosis goes into its state column, `down: TCP-MD5 mismatch ...?`,
+    which comes last so a long one pushes no other column away."""
+    shown = {k: v for k, v in row.items() if k not in ("state", "diagnosis")}
+    state = row.get("state", "?")
+    shown["state"] = f"{state}: {row['diagnosis']}" if row.get("diagnosis") else state
+    return shown
+
+
+def _text(value: object) -> str:
+    """A value in a status line: mappings as `key value, ...`, lists comma-separated."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_text(v)}" for k, v in value.items()) or "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "(none)"
+    return _cell(value)
+
+
 def render_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows of dicts as aligned columns, headed by the keys of the first row."""
-    columns = list(rows[0].keys())
+    """Rows of dicts as aligned columns, headed by every key in the order first seen (a key
+    only some rows have is `-` in the others)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     cells = [[_cell(row.get(col)) for col in columns] for row in rows]
     widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
     out = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]

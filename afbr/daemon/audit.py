@@ -49,19 +49,27 @@ def audit_running(config: AfbrConfig, status: Mapping[str, Any]) -> list[dict[st
                 "auth: pubkey; an SA is installed only after the key matches",
             )
         )
-    drops = status.get("drops", {})
-    filtering = "decap_filter_installed" in drops or "spoofed_inner_source" in drops
-    rows.append(
-        _row(
-            "decapsulated traffic is filtered against what each AFBR advertised",
-            "RFC 5619 §3.3",
-            filtering,
-            "the afbr nftables table is installed"
-            if filtering
-            else "no decapsulation filter is installed (the dataplane has not reported one)",
-        )
-    )
+    rows.append(_decap_filter(status))
     return rows
+
+
+def _decap_filter(status: Mapping[str, Any]) -> dict[str, str]:
+    """As the reconcile worker last read the kernel: afbr's nftables table with every chain
+    and counter the desired filter declares."""
+    drops = status.get("drops", {})
+    installed = drops.get("decap_filter_installed")
+    if installed:
+        why = "the afbr nftables table is installed with every softwire's chain"
+    elif installed is None:
+        why = "no decapsulation filter is installed (the dataplane has not reported one)"
+    else:
+        why = "afbr's nftables table is missing or incomplete in the kernel (see the log)"
+    return _row(
+        "decapsulated traffic is filtered against what each AFBR advertised",
+        "RFC 5619 §3.3",
+        bool(installed),
+        why,
+    )
 
 
 def _softwires_protected(config: AfbrConfig, status: Mapping[str, Any]) -> dict[str, str]:

@@ -5,21 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from afbr.ipsec.ike_counters import BadInput
 from afbr.metrics import Metric
+
+# Values stay ints where they are counts: afbr.metrics renders them digit for digit.
 
 
 def _gauge(name: str, help_text: str, value: float) -> Metric:
-    return Metric(name, "gauge", help_text, (({}, float(value)),))
+    return Metric(name, "gauge", help_text, (({}, value),))
 
 
 def _counter(name: str, help_text: str, value: float) -> Metric:
-    return Metric(name, "counter", help_text, (({}, float(value)),))
+    return Metric(name, "counter", help_text, (({}, value),))
 
 
 def status_metrics(status: Mapping[str, Any]) -> list[Metric]:
     """Neighbors, routes, tunnels, drops by reason, ExaBGP restarts and IPsec."""
     up = sum(1 for n in status["neighbors"] if n["state"] == "up")
-    drops = tuple(({"reason": k}, float(v)) for k, v in status["drops"].items())
+    drops = tuple(({"reason": k}, v) for k, v in status["drops"].items())
     metrics = [
         _gauge("afbr_bgp_neighbors_up", "BGP neighbors Established.", up),
         _gauge("afbr_routes", "Remote client prefixes in the RIB.", status["routes"]),
@@ -44,13 +47,42 @@ def status_metrics(status: Mapping[str, Any]) -> list[Metric]:
                 "IKE authentications that failed.",
                 ipsec["ike_auth_failures"],
             ),
+            *_ipsec_health_metrics(ipsec),
         ]
+    return metrics
+
+
+# The agent's self-healing counters: (status key, metric, help), each exported when present.
+IPSEC_HEALTH_COUNTERS = (
+    ("xfrm_failures", "afbr_xfrm_failures_total", "XFRM (kernel SA and policy) calls that failed."),
+    ("repairs", "afbr_ipsec_repairs_total", "CHILD SAs the kernel lacked, rekeyed to repair."),
+    ("initiations", "afbr_ike_initiations_total", "IKE SAs this AFBR initiated."),
+)
+
+
+def _ipsec_health_metrics(ipsec: Mapping[str, Any]) -> list[Metric]:
+    """Bad IKE input by kind (afbr.ipsec.ike_counters.BadInput), XFRM failures, repairs."""
+    metrics = []
+    bad_input = ipsec.get("bad_input")
+    if bad_input is not None:
+        # Every kind, 0 included: a series that appears only at its first count hides the
+        # first increase from rate().
+        counts = {kind.value: 0 for kind in BadInput} | dict(bad_input)
+        samples = tuple(({"kind": kind}, count) for kind, count in sorted(counts.items()))
+        metrics.append(
+            Metric("afbr_ike_bad_input_total", "counter", "Bad IKE input by kind.", samples)
+        )
+    metrics += [
+        _counter(name, help_text, ipsec[key])
+        for key, name, help_text in IPSEC_HEALTH_COUNTERS
+        if key in ipsec
+    ]
     return metrics
 
 
 def mesh_metrics(summary: Mapping[str, Any]) -> list[Metric]:
     """The side-car's view: AFBRs, prefixes claimed twice, audit findings by kind."""
-    findings = tuple(({"finding": k}, float(v)) for k, v in summary["findings"].items())
+    findings = tuple(({"finding": k}, v) for k, v in summary["findings"].items())
     return [
         _gauge("afbr_mesh_afbrs", "AFBRs in the mesh view.", summary["afbrs"]),
         _gauge(

@@ -30,6 +30,7 @@ from afbr.bgp.control_plane import BgpControlPlane
 from afbr.bgp.exabgp_config import (
     exabgp_argv,
     exabgp_environment,
+    find_exabgp,
     render_exabgp_config,
     write_private_file,
 )
@@ -43,14 +44,12 @@ from afbr.daemon.daemon_metrics import mesh_metrics, status_metrics
 from afbr.daemon.instance_lock import InstanceLock
 from afbr.daemon.ipsec_agent import IpsecAgent, local_private_key
 from afbr.daemon.supervisor import Backoff, Supervisor
+from afbr.daemon.sync_scheduler import STARTUP_GRACE, Reason, SyncScheduler
+from afbr.daemon.tcp_md5_watch import CHECK_INTERVAL, TcpMd5Watch, read_md5_counters
 from afbr.ipsec import public_key_authenticator
 from afbr.metrics import Metric, MetricsServer
 
 log = logging.getLogger("afbr.daemon")
-SYNC_DELAY = 0.05  # coalesce a burst of UPDATEs into one reconcile
-# Until the RIB has converged once (End-of-RIB from every neighbor up), the kernel keeps what
-# an earlier run left there: an empty RIB at start-up must not remove the softwires.
-STARTUP_GRACE = 60.0
 
 
 class Softwires(Protocol):
@@ -70,6 +69,8 @@ class Softwires(Protocol):
 
     def counters(self) -> dict[str, int]: ...
 
+    async def refresh_in_worker(self) -> None: ...
+
 
 class AfbrDaemon:
     def __init__(
@@ -82,7 +83,7 @@ class AfbrDaemon:
         self.config_path = config_path
         self.config = load_config(config_path)
         self.softwires_factory = softwires_factory
-        self.exabgp = exabgp or str(Path(sys.executable).with_name("exabgp"))
+        self.exabgp = exabgp or find_exabgp()
         self.started = time.time()
         self.runtime_dir = self.config.state_dir / "run"
         self.bridge_path = self.runtime_dir / "exabgp-bridge.sock"
@@ -102,16 +103,25 @@ class AfbrDaemon:
         self.ipsec: IpsecAgent | None = None
         self.supervisor: Supervisor | None = None
         self.last_sync: dict[str, Any] = {}
-        self.counters: dict[str, int] = {"bridge_connections": 0, "syncs": 0, "sync_errors": 0}
+        self.counters: dict[str, int] = {
+            "bridge_connections": 0,
+            "syncs": 0,
+            "sync_errors": 0,  # reconciles that failed (each is retried with backoff)
+            "sync_retries": 0,
+            "resyncs": 0,  # periodic reconciles with no BGP change
+        }
+        # When to reconcile (coalescing, convergence gate, retries, resyncs); monotonic time.
+        self.sync_schedule = SyncScheduler(time.monotonic())
         self._bridge_writer: asyncio.StreamWriter | None = None
         self._bridged_pids: set[int] = set()  # ExaBGP processes whose API process connected
         self._sync_handle: asyncio.TimerHandle | None = None
         self._sync_task: asyncio.Task[None] | None = None
-        self._sync_again = False
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
+        self._bridge_tasks: set[asyncio.Task[Any]] = set()  # the bridge connections' handlers
+        self.md5_watch = TcpMd5Watch()
         self._exabgp_text = ""
-        self._converged_once = False
+        self.last_reload: dict[str, Any] = {}  # the last SIGHUP's result, for status
         self._lock = InstanceLock(self.config.state_dir / "afbr.lock")
 
     # -- life cycle ----------------------------------------------------------------------
@@ -139,9 +149,10 @@ class AfbrDaemon:
                     self.ipsec = IpsecAgent(self.config)
                     self.ipsec.start()
                     self.softwires.ipsec = self.ipsec
-                loop.call_later(STARTUP_GRACE, self._end_startup_grace)
+                self._arm_sync()  # the start-up grace
             self.supervisor = self._start_exabgp()
             self._spawn(self._sweep_stale())
+            self._spawn(self._watch_tcp_md5())
             if self.softwires is not None:
                 self._spawn(self._log_filtered())
             log.info(
@@ -156,6 +167,7 @@ class AfbrDaemon:
                 # AFBRs keep forwarding to us while we restart.
                 await self.supervisor.stop(sig=signal.SIGKILL)
             bridge.close()
+            await self._end_tasks()
             if self.softwires is not None:  # a reconcile under way ends first
                 await asyncio.to_thread(self.softwires.close)
             if self.ipsec is not None:
@@ -194,19 +206,36 @@ class AfbrDaemon:
         self._tasks.add(task)  # keep a reference until it finishes
         task.add_done_callback(self._tasks.discard)
 
+    async def _end_tasks(self) -> None:
+        """Shutdown: cancel the bridge connections' handlers and the spawned tasks and wait
+        for them; a CancelledError is how they end here, any other exception is logged."""
+        tasks = [*self._bridge_tasks, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        for task, result in zip(
+            tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True
+        ):
+            if isinstance(result, Exception):
+                log.error("%s failed at shutdown: %r", task, result)
+
     async def reload(self) -> None:
-        """SIGHUP: re-read the config; announce/withdraw and reconcile only the difference."""
+        """SIGHUP: re-read the config and apply all of it (announcements, softwires, ExaBGP's
+        sessions, IPsec credentials and settings) or, if any part cannot be applied, none of
+        it: the refusal is logged and shown in status ("reload")."""
         try:
             new = load_config(self.config_path)
+            exabgp_text = self._render_exabgp(new)  # e.g. an unreadable or unsafe key file
+            self._check_reload(new)
         except Exception as exc:  # a broken file must not take the running daemon down
-            log.error("reload refused, keeping the running config: %s", exc)
-            return
-        try:
-            exabgp_text = self._render_exabgp(new)
-        except Exception as exc:  # e.g. an unreadable or unsafe key file
-            log.error("reload refused, keeping the running config: %s", exc)
+            self.last_reload = {"result": "refused", "reason": str(exc), "at": time.time()}
+            log.error(
+                "reload refused, keeping the running config: %s",
+                exc,
+                extra={"event": "reload-refused", "reason": str(exc)},
+            )
             return
         self.config = new
+        self._reload_ipsec(new)
         commands = self.control_plane.update_config(self._session_config(new))
         await self._send(commands)
         if exabgp_text != self._exabgp_text:
@@ -216,11 +245,58 @@ class AfbrDaemon:
                 await self.supervisor.stop()
             self.supervisor = self._start_exabgp()
         self._schedule_sync()
+        self.last_reload = {"result": "applied", "reason": "", "at": time.time()}
         log.info("config reloaded", extra={"event": "reload"})
+
+    def _check_reload(self, new: AfbrConfig) -> None:
+        """Raise ValueError (or the loader's error) when `new` cannot be applied running."""
+        for what, old_value, new_value in (
+            ("role", self.config.role, new.role),
+            ("core.address", self.config.core.address, new.core.address),
+            ("state_dir", self.config.state_dir, new.state_dir),
+            ("control_socket", self.config.control_socket, new.control_socket),
+        ):
+            if old_value != new_value:
+                raise ValueError(f"{what} changed ({old_value} -> {new_value}): restart afbr")
+        if new.ipsec.enabled:  # the credentials load, or nothing changes
+            local_private_key(new)
+            IpsecAgent.load_psks(new)
+
+    def _reload_ipsec(self, new: AfbrConfig) -> None:
+        """Start, stop or reconfigure the IKE agent as the new config says."""
+        if self.softwires is None:
+            return
+        if new.ipsec.enabled and self.ipsec is None:
+            log.info("IPsec turned on by a reload: starting the IKE agent")
+            self.ipsec = IpsecAgent(new)
+            self.ipsec.start()
+            self.softwires.ipsec = self.ipsec
+        elif not new.ipsec.enabled and self.ipsec is not None:
+            log.warning("IPsec turned off by a reload: stopping the IKE agent")
+            self.softwires.ipsec = None
+            self.ipsec.remove_everything()
+            self.ipsec.close()
+            self.ipsec = None
+        elif self.ipsec is not None:
+            self.ipsec.reconfigure(new)
 
     # -- ExaBGP bridge ------------------------------------------------------------------------
 
     async def _serve_bridge(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # asyncio runs this as a task; Python 3.11 logs an ERROR with a traceback for one that
+        # ends cancelled, so shutdown's cancellation (run's _end_tasks) ends it normally.
+        task = asyncio.current_task()
+        if task is not None:
+            self._bridge_tasks.add(task)
+            task.add_done_callback(self._bridge_tasks.discard)
+        try:
+            await self._bridge_connection(reader, writer)
+        except asyncio.CancelledError:
+            log.debug("ExaBGP bridge connection closed at shutdown")
+
+    async def _bridge_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.counters["bridge_connections"] += 1
@@ -240,7 +316,7 @@ class AfbrDaemon:
                 commands = self.control_plane.feed_line(line)
                 if commands:
                     await self._send(commands)
-                if self.control_plane.take_changes() or not self._converged_once:
+                if self.control_plane.take_changes() or not self.sync_schedule.gate_open:
                     self._schedule_sync()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
             log.warning("ExaBGP bridge connection failed: %s", exc)
@@ -271,6 +347,20 @@ class AfbrDaemon:
             if self.control_plane.sweep_stale(time.monotonic()):
                 self._schedule_sync()
 
+    async def _watch_tcp_md5(self) -> None:
+        """A neighbor down while the kernel drops segments for their TCP-MD5 signature: say
+        so (afbr.daemon.tcp_md5_watch).  Reading a small proc file on the loop is fine."""
+        while True:
+            try:
+                counters = read_md5_counters()
+            except (OSError, ValueError) as exc:  # no procfs, an unexpected format: no watch
+                log.info("not watching the TCP-MD5 counters: %s", exc)
+                return
+            up = self.control_plane.rib.neighbors_up
+            neighbors = [str(n.address) for n in self.config.bgp.neighbors]
+            self.md5_watch.observe(counters, [a for a in neighbors if a not in up])
+            await asyncio.sleep(CHECK_INTERVAL)
+
     async def _log_filtered(self) -> None:
         filtered = FilteredPackets()  # RFC 5619 §3.4.1: filtered packets are logged
         while True:
@@ -278,52 +368,72 @@ class AfbrDaemon:
             if self.softwires is None:
                 continue
             try:
+                await self.softwires.refresh_in_worker()  # nft is forked there, not on the loop
                 filtered.record(self.softwires.counters())
             except Exception:  # counters are a view: a failed reading must not end the daemon
                 log.exception("reading the drop counters failed")
 
-    def _end_startup_grace(self) -> None:
-        if not self._converged_once:
-            log.warning(
-                "no End-of-RIB within %.0fs of start; reconciling with what is known", STARTUP_GRACE
-            )
-            self._converged_once = True
-            self._schedule_sync()
-
     def _schedule_sync(self) -> None:
-        if not self._converged_once:
-            rib = self.control_plane.rib
-            if not (rib.neighbors_up and self.control_plane.converged()):
-                return  # start-up: keep (adopt) the kernel's softwires until the RIB is whole
-            self._converged_once = True
+        """The RIB changed, or may have converged: tell the scheduler, arm its timer."""
+        control_plane = self.control_plane
+        converged = self.sync_schedule.gate_open or bool(
+            control_plane.rib.neighbors_up and control_plane.converged()
+        )
+        if self.sync_schedule.changed(time.monotonic(), converged):
             log.info(
                 "End-of-RIB from every neighbor: %d routes learned, reconciling the kernel",
-                len(rib),
+                len(control_plane.rib),
                 extra={"event": "converged"},
             )
-        if self._sync_handle is None and self.softwires is not None:
-            loop = asyncio.get_running_loop()
-            self._sync_handle = loop.call_later(SYNC_DELAY, self._run_sync)
+        self._arm_sync()
+
+    def _arm_sync(self) -> None:
+        """One timer, at the scheduler's next deadline (afbr.daemon.sync_scheduler)."""
+        if self._sync_handle is not None:
+            self._sync_handle.cancel()
+            self._sync_handle = None
+        deadline = self.sync_schedule.next_deadline()
+        if deadline is None or self.softwires is None or self._stop.is_set():
+            return
+        delay = max(0.0, deadline - time.monotonic())
+        self._sync_handle = asyncio.get_running_loop().call_later(delay, self._run_sync)
 
     def _run_sync(self) -> None:
         self._sync_handle = None
+        now = time.monotonic()
         if self.softwires is None or self._stop.is_set():
             return
-        if self._sync_task is not None and not self._sync_task.done():
-            self._sync_again = True  # changes during a reconcile: one more when it ends
+        if not self.sync_schedule.due(now):
+            self._arm_sync()
             return
+        reason = self.sync_schedule.reconcile_started(now)
+        if reason is Reason.GRACE:
+            log.warning(
+                "no End-of-RIB within %.0fs of start; reconciling with what is known", STARTUP_GRACE
+            )
+        elif reason is Reason.RETRY:
+            self.counters["sync_retries"] += 1
+        elif reason is Reason.RESYNC:
+            self.counters["resyncs"] += 1
         self._sync_task = asyncio.get_running_loop().create_task(self._sync(self.softwires))
 
     async def _sync(self, softwires: Softwires) -> None:
+        ok = False
         try:
             self.last_sync = await softwires.sync_in_worker(self.control_plane, self.config)
-            self.counters["syncs"] += 1
-        except Exception:  # keep the daemon and its state; the next change retries
-            self.counters["sync_errors"] += 1
-            log.exception("softwire reconcile failed; will retry on the next change")
-        if self._sync_again:
-            self._sync_again = False
-            self._schedule_sync()
+            ok = bool(self.last_sync.get("ok", True))
+        except Exception:  # keep the daemon and its state; retried with backoff
+            log.exception("softwire reconcile failed")
+        self.counters["syncs" if ok else "sync_errors"] += 1
+        retry = self.sync_schedule.reconcile_finished(time.monotonic(), ok)
+        if retry is not None:
+            log.warning(
+                "softwire reconcile failed (%d in a row); retrying in %.0fs",
+                self.sync_schedule.failures,
+                retry,
+                extra={"event": "reconcile-retry"},
+            )
+        self._arm_sync()
 
     # -- control socket -------------------------------------------------------------------------
 
@@ -349,14 +459,16 @@ class AfbrDaemon:
                 "state": self.supervisor.state if self.supervisor else "stopped",
                 "restarts": self.supervisor.restarts if self.supervisor else 0,
             },
-            "neighbors": [
-                {
-                    "address": str(n.address),
-                    "state": "up" if str(n.address) in rib.neighbors_up else "down",
-                    "md5": n.md5_key is not None,
-                }
-                for n in self.config.bgp.neighbors
-            ],
+            "neighbors": self.md5_watch.annotate(
+                [
+                    {
+                        "address": str(n.address),
+                        "state": "up" if str(n.address) in rib.neighbors_up else "down",
+                        "md5": n.md5_key is not None,
+                    }
+                    for n in self.config.bgp.neighbors
+                ]
+            ),
             "routes": len(rib),
             "tunnels": len(self.softwires.tunnels()) if self.softwires else 0,
             "ipsec": self.ipsec.summary() if self.ipsec is not None else {"enabled": False},
@@ -365,6 +477,7 @@ class AfbrDaemon:
                 **(self.softwires.counters() if self.softwires else {}),
             },
             "daemon": self.counters,
+            "reload": self.last_reload or {"result": "none"},
         }
 
     def routes(self) -> list[dict[str, Any]]:

@@ -143,6 +143,11 @@ class SyncResult:
     desired: DesiredState
     report: ReconcileReport
     derive_seconds: float
+    failure: str | None = None  # the kernel could not be read or changed at all
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.report.ok
 
 
 class KernelSoftwireSync:
@@ -152,20 +157,35 @@ class KernelSoftwireSync:
     and applies them in a worker thread, so the control socket, BGP and IKE are served while a
     full table goes into the kernel, and keys the IPsec peers back on the loop.  One reconcile
     at a time (the daemon serialises them).
+
+    A step that fails does not stop the others: links and routes the kernel refused, an nft
+    failure, even a netlink socket that failed whole are logged, counted and reported
+    (`ok: false`, the daemon retries with backoff), and the IPsec peers are keyed all the same.
+    The filter's state and counters are read by the worker after each reconcile and on
+    `refresh_in_worker`; `counters()` only reads what it published.
     """
 
-    def __init__(self, config: AfbrConfig) -> None:
+    def __init__(self, config: AfbrConfig, netns: str | None = None) -> None:
         self.ipsec: IpsecAgent | None = None  # set by the daemon when IPsec is on
-        self.dataplane = SoftwireDataplane()
+        self.dataplane = SoftwireDataplane(netns)
         self.desired = DesiredState()
         self.route_tunnel: dict[str, str] = {}
         self._networks: dict[str, ParsedPrefix] = {}  # only the reconciling thread uses it
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="afbr-reconcile")
+        self._closed = False
         self.errors = 0
 
     def close(self) -> None:
         """Wait for a reconcile under way (the kernel keeps whatever it reached)."""
+        self._closed = True
         self._worker.shutdown(wait=True)
+
+    async def refresh_in_worker(self) -> None:
+        """Read the filter's state and counters again, in the worker (after a reconcile under
+        way): what `counters()` shows between reconciles."""
+        if not self._closed:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._worker, self.dataplane.read_filter)
 
     async def sync_in_worker(
         self, control_plane: BgpControlPlane, config: AfbrConfig
@@ -196,7 +216,11 @@ class KernelSoftwireSync:
             )
         if len(self._networks) > 2 * len(work.best_paths) + 1024:
             self._networks.clear()  # withdrawn prefixes: do not grow without bound
-        return SyncResult(desired, self.dataplane.reconcile(desired), derived)
+        try:
+            report = self.dataplane.reconcile(desired)
+        except OSError as exc:  # the netlink socket failed whole: IPsec is keyed all the same
+            return SyncResult(desired, ReconcileReport(), derived, f"the kernel: {exc}")
+        return SyncResult(desired, report, derived)
 
     def finish(self, work: SyncWork, result: SyncResult) -> dict[str, Any]:
         """On the event loop: what the daemon shows, the IPsec peers, the log line."""
@@ -206,9 +230,16 @@ class KernelSoftwireSync:
             self.ipsec.sync(self.desired.ipsec, work.authenticators)
         derived = result.derive_seconds
         start = work.started
-        self.errors += len(report.errors)
-        for what, code in report.errors:
-            log.error("dataplane: %s failed (errno %d)", what, code)
+        failures = [f"{what} failed (errno {code})" for what, code in report.errors]
+        if report.filter_error is not None:
+            failures.append(f"the decapsulation filter (nftables) failed: {report.filter_error}")
+        if result.failure is not None:
+            failures.append(f"reconciling failed: {result.failure}")
+        self.errors += len(failures)
+        for failure in failures:
+            log.error("dataplane: %s", failure, extra={"event": "reconcile-failed"})
+        if report.filter_repaired:
+            log.warning("afbr's nftables table was missing or incomplete; written again")
         timings = {"derive": derived, **report.timings}
         timings["total"] = time.perf_counter() - start
         if report.changed:
@@ -222,7 +253,13 @@ class KernelSoftwireSync:
                 " ".join(f"{step} {seconds:.3f}" for step, seconds in timings.items()),
                 extra={"event": "reconcile"},
             )
-        return {"changed": report.changed, "timings": timings}
+        return {
+            "ok": result.ok,
+            "changed": report.changed,
+            "timings": timings,
+            "errors": failures,
+            "ipsec_keyed": self.ipsec is not None,
+        }
 
     def tunnels(self) -> list[dict[str, Any]]:
         routed: dict[str, int] = {}
@@ -244,7 +281,10 @@ class KernelSoftwireSync:
         return self.route_tunnel.get(prefix)
 
     def counters(self) -> dict[str, int]:
-        out = {"dataplane_errors": self.errors, "decap_filter_installed": 1}
-        for name, value in self.dataplane.counters().items():
+        """Errors, and the filter's state and drop counters as the worker last read them."""
+        status = self.dataplane.filter_status
+        installed = status is not None and status.installed
+        out = {"dataplane_errors": self.errors, "decap_filter_installed": int(installed)}
+        for name, value in (status.counters if status is not None else {}).items():
             out[name] = value.packets
         return out

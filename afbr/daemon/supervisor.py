@@ -1,7 +1,10 @@
 """Supervision of a child process (ExaBGP): restart with exponential backoff when it dies.
 
 The kernel keeps forwarding while the child is down; the supervisor only restarts it and
-reports the state.  A run that lasted `stable_after` seconds resets the backoff.
+reports the state.  A run that lasted `stable_after` seconds resets the backoff.  A child that
+cannot be started at all (no such program, not executable) is logged with the reason, shown
+as `failed: <reason>` and tried again with the same backoff for as long as the supervisor
+runs; anything else that ends the supervising task is logged, never lost.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ class Backoff:
 
     def delay(self, failures: int) -> float:
         """Wait before restart number `failures` (1-based)."""
-        return float(min(self.ceiling, self.first * self.factor ** max(0, failures - 1)))
+        exponent = min(max(0, failures - 1), 64)  # past any ceiling; no float overflow
+        return float(min(self.ceiling, self.first * self.factor**exponent))
 
 
 class Supervisor:
@@ -56,18 +60,41 @@ class Supervisor:
     def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"supervise-{self.name}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self.state = f"failed: {exc!r}"
+        log.error("supervising %s failed; it is not restarted", self.name, exc_info=exc)
 
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
             started = time.monotonic()
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env={**os.environ, **(self.env or {})},
-                start_new_session=True,
-            )
+            try:
+                self.process = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env={**os.environ, **(self.env or {})},
+                    start_new_session=True,
+                )
+            except OSError as exc:  # no such program, not executable, out of processes
+                failures += 1
+                delay = self.backoff.delay(failures)
+                self.state = f"failed: {exc}"
+                self.restarts += 1
+                log.error(
+                    "%s could not be started (%s): %s; trying again in %.1fs",
+                    self.name,
+                    self.argv[0],
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
             self.state = "running"
             log.info("%s started (pid %d)", self.name, self.process.pid)
             if self.on_start is not None:
@@ -101,6 +128,6 @@ class Supervisor:
                 await proc.wait()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged by _ended
                 await self._task
         self.state = "stopped"

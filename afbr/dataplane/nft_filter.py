@@ -2,17 +2,22 @@
 
 One `nft -f -` per change (nft runs the whole script as one transaction: all or nothing);
 the names of chains and counters to delete come from the kernel on first use and from what
-this object applied afterwards.
+this object applied afterwards.  Every failure of nft (a refusal, a timeout, no nft at all)
+is an `NftError` carrying the reason.
+
+`state()` reads what is installed (chains and counters, never the rules and their sets, which
+with a full table run to megabytes): whether the table is there as it should be, and what it
+counted.  It forks nft, so the daemon calls it from its reconcile worker, never on the loop.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from afbr.dataplane.nft_ruleset import FAMILY, TABLE, render_ruleset
+from afbr.dataplane.nft_ruleset import FAMILY, TABLE, declared_objects, render_ruleset
 from afbr.encap.model import FilterSpec
 
 
@@ -24,6 +29,19 @@ class NftError(RuntimeError):
 class CounterValue:
     packets: int
     bytes: int
+
+
+@dataclass(frozen=True)
+class FilterState:
+    """afbr's table as read from the kernel: its chains and counters (empty: no table)."""
+
+    chains: frozenset[str]
+    counters: Mapping[str, CounterValue]
+
+    def holds(self, filters: FilterSpec, *, named_counters: bool = True) -> bool:
+        """Whether the table holds every chain (and counter object) `filters` declares."""
+        chains, counters = declared_objects(filters, named_counters=named_counters)
+        return chains <= self.chains and counters <= set(self.counters)
 
 
 class NftFilter:
@@ -39,14 +57,17 @@ class NftFilter:
         self, args: Sequence[str], script: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        return subprocess.run(
-            [*prefix, "nft", *args],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        try:
+            return subprocess.run(
+                [*prefix, "nft", *args],
+                input=script,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:  # no nft, or it hung
+            raise NftError(f"nft {' '.join(args)}: {exc}") from exc
 
     def existing(self) -> tuple[frozenset[str], frozenset[str]]:
         """Names of the chains and counters now in afbr's table (empty when it is absent)."""
@@ -83,6 +104,23 @@ class NftFilter:
         # What the next render gives when nothing changed (no objects left to delete).
         self._applied = render_ruleset(filters, *self._known, named_counters=self.named_counters)
         return True
+
+    def forget(self) -> None:
+        """Read the kernel again and rewrite the table on the next `apply` (it was found
+        changed behind our back)."""
+        self._known, self._applied = None, None
+
+    def state(self) -> FilterState:
+        """The chains and counters now in afbr's table (two short listings, no rules)."""
+        proc = self._nft(["-j", "list", "chains", FAMILY])
+        if proc.returncode != 0:
+            raise NftError(f"nft list chains: {proc.stderr.strip()}")
+        chains = frozenset(
+            str(item["chain"]["name"])
+            for item in _items(proc.stdout)
+            if "chain" in item and item["chain"].get("table") == TABLE
+        )
+        return FilterState(chains, self.counters())
 
     def counters(self) -> dict[str, CounterValue]:
         """afbr's counters by name (named objects, or inline ones by their rule's comment)."""

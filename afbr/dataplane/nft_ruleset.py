@@ -56,13 +56,7 @@ def render_ruleset(
 ) -> str:
     """The `nft -f` script for `filters`, deleting the listed objects that are no longer used."""
     tunnels = [name for name, _ in filters.tunnel_sources]
-    chains = {decap_chain(t) for t in tunnels} | {"prerouting", "input"}
-    counters = {spoof_counter(t) for t in tunnels} | {
-        UNKNOWN_ENDPOINT_COUNTER,
-        UNKNOWN_BGP_COUNTER,
-    }
-    if not named_counters:
-        counters = set()
+    chains, counters = declared_objects(filters, named_counters=named_counters)
     lines = [f"add table {FAMILY} {TABLE}", f"flush table {FAMILY} {TABLE}"]
     lines += [f"delete chain {FAMILY} {TABLE} {c}" for c in sorted(set(existing_chains) - chains)]
     lines += [
@@ -76,6 +70,19 @@ def render_ruleset(
     lines += _input(filters, named_counters)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def declared_objects(
+    filters: FilterSpec, *, named_counters: bool = True
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The chains and counter objects afbr's table holds when `filters` is installed."""
+    tunnels = [name for name, _ in filters.tunnel_sources]
+    chains = {decap_chain(t) for t in tunnels} | {"prerouting", "input"}
+    counters = {spoof_counter(t) for t in tunnels} | {
+        UNKNOWN_ENDPOINT_COUNTER,
+        UNKNOWN_BGP_COUNTER,
+    }
+    return frozenset(chains), frozenset(counters if named_counters else ())
 
 
 def _decap_chain(tunnel: str, prefixes: tuple[IPNetwork, ...], named: bool) -> list[str]:

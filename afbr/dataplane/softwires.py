@@ -8,16 +8,23 @@ Each call reads afbr's objects from the kernel, diffs them against the desired s
 `SoftwireDataplane` (a restarted daemon) starts from what the kernel holds: matching tunnels
 are adopted with their ifindex, routes already right are not rewritten, and only what is no
 longer wanted goes.
+
+Failures are isolated: a link or route the kernel refuses is reported and the rest applied; an
+nft failure is reported (`ReconcileReport.filter_error`) after links and routes went in, and
+the caller goes on (keys IPsec, retries later).  After each reconcile the table is read back:
+`filter_status` says whether it is installed as desired and what it counted (a table removed
+behind afbr's back is written again at once), for views that must not fork nft themselves.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from afbr.dataplane.kernel import KernelSoftwires
 from afbr.dataplane.kernel_plan import kernel_plan
-from afbr.dataplane.nft_filter import CounterValue, NftFilter
+from afbr.dataplane.nft_filter import CounterValue, NftError, NftFilter
 from afbr.dataplane.nft_ruleset import spoof_counter
 from afbr.dataplane.reconcile import (
     Action,
@@ -46,8 +53,15 @@ class ReconcileReport:
     routes_replaced: int = 0
     routes_deleted: int = 0
     filter_applied: bool = False
+    filter_repaired: bool = False  # the table was found missing or incomplete and rewritten
+    filter_error: str | None = None  # nft failed: the reason (links and routes went ahead)
     errors: list[tuple[str, int]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Everything applied: nothing to retry."""
+        return not self.errors and self.filter_error is None
 
     @property
     def changed(self) -> bool:
@@ -62,8 +76,20 @@ class ReconcileReport:
         )
 
 
+@dataclass(frozen=True)
+class FilterStatus:
+    """The decapsulation filter as last read from the kernel."""
+
+    installed: bool  # afbr's table holds every chain and counter the desired filters declare
+    counters: Mapping[str, CounterValue]
+    error: str | None = None  # the reading failed (then nothing is known to be installed)
+
+
 class SoftwireDataplane:
-    """afbr's tunnels, routes and decapsulation filter in one network namespace."""
+    """afbr's tunnels, routes and decapsulation filter in one network namespace.
+
+    One thread at a time (the daemon's reconcile worker); `filter_status` is replaced whole
+    by that thread, so any other may read it."""
 
     def __init__(
         self, netns: str | None = None, *, table: int = RT_TABLE_MAIN, filtering: bool = True
@@ -71,6 +97,8 @@ class SoftwireDataplane:
         self.kernel = KernelSoftwires(netns, table)
         self.filter = NftFilter(netns) if filtering else None
         self.devices: dict[str, str] = {}  # tunnel name -> device name, as last reconciled
+        self.filter_status: FilterStatus | None = None  # None: not read yet, or no filter
+        self._filters = FilterSpec()  # the filter sets last applied (by device name)
 
     def close(self) -> None:
         self.kernel.close()
@@ -103,10 +131,42 @@ class SoftwireDataplane:
         _count(report, actions)
         if self.filter is not None:
             mark = time.perf_counter()
-            report.filter_applied = self.filter.apply(on_devices(desired.filters, self.devices))
+            self._apply_filter(self.filter, on_devices(desired.filters, self.devices), report)
             report.timings["filter"] = time.perf_counter() - mark
         report.timings["total"] = time.perf_counter() - start
         return report
+
+    def _apply_filter(self, nft: NftFilter, filters: FilterSpec, report: ReconcileReport) -> None:
+        """Apply the table, read it back, and write it again when it is not all there (the
+        last script applied is not re-run by `apply`: a table flushed by someone else would
+        stay gone)."""
+        self._filters = filters
+        try:
+            report.filter_applied = nft.apply(filters)
+            status = self._read_filter(nft)
+            if status.error is None and not status.installed:
+                nft.forget()
+                report.filter_applied = report.filter_repaired = nft.apply(filters)
+                self._read_filter(nft)
+        except NftError as exc:
+            report.filter_error = str(exc)
+            self._read_filter(nft)  # what the kernel holds now
+
+    def read_filter(self) -> FilterStatus | None:
+        """Read the decapsulation filter's state and counters from the kernel and publish them
+        as `filter_status` (forks nft: call it from the reconciling thread)."""
+        return self._read_filter(self.filter) if self.filter is not None else None
+
+    def _read_filter(self, nft: NftFilter) -> FilterStatus:
+        try:
+            state = nft.state()
+        except NftError as exc:
+            status = FilterStatus(False, {}, str(exc))
+        else:
+            named = nft.named_counters
+            status = FilterStatus(state.holds(self._filters, named_counters=named), state.counters)
+        self.filter_status = status
+        return status
 
     def spoof_counter(self, tunnel: str) -> str:
         """The name of the decapsulation filter's drop counter of a tunnel."""

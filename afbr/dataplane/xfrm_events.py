@@ -3,7 +3,10 @@
 The kernel multicasts XFRM_MSG_EXPIRE to XFRMNLGRP_EXPIRE when an SA passes its soft limit
 (a rekey is due: RFC 7296 §2.8) or its hard limit (the SA is gone), and XFRM_MSG_ACQUIRE to
 XFRMNLGRP_ACQUIRE when an out policy found no SA for its template.  Only events about afbr's
-objects (reqid or if_id in afbr's ranges) are passed on.
+objects (reqid or if_id in afbr's ranges) are passed on.  With `watch_deletions`, the listener
+also joins XFRMNLGRP_SA and XFRMNLGRP_POLICY and reports each SA or policy deleted or flushed,
+by anyone (`ip xfrm state flush` included), as a `KernelStateChanged`: the owner of the SAs
+re-reads the kernel and repairs what it lost.
 
 `XfrmEventListener` is a socket: a blocking `receive(timeout)` for tests and tools, and
 `fileno()` + `read_pending()` for an asyncio reader (`loop.add_reader`).
@@ -65,7 +68,21 @@ class SaAcquire:
     seq: int
 
 
-XfrmEvent = SaExpired | SaAcquire
+@dataclass(frozen=True)
+class KernelStateChanged:
+    """SAs or policies were deleted or flushed (ours or not): re-read the kernel."""
+
+    what: str  # "sa-deleted", "sa-flush", "policy-deleted", "policy-flush"
+
+
+XfrmEvent = SaExpired | SaAcquire | KernelStateChanged
+
+_DELETIONS = {
+    XfrmMsgType.DELSA: "sa-deleted",
+    XfrmMsgType.FLUSHSA: "sa-flush",
+    XfrmMsgType.DELPOLICY: "policy-deleted",
+    XfrmMsgType.FLUSHPOLICY: "policy-flush",
+}
 
 
 def _if_id(attrs: dict[int, bytes]) -> int:
@@ -103,7 +120,9 @@ def parse_acquire(payload: bytes) -> SaAcquire:
 
 
 def parse_event(msg: NetlinkMessage) -> XfrmEvent | None:
-    """An EXPIRE or ACQUIRE message as an event; None for anything else."""
+    """An EXPIRE, ACQUIRE or deletion message as an event; None for anything else."""
+    if msg.msg_type in _DELETIONS:
+        return KernelStateChanged(_DELETIONS[XfrmMsgType(msg.msg_type)])
     if msg.msg_type == XfrmMsgType.EXPIRE:
         return parse_expire(msg.payload)
     if msg.msg_type == XfrmMsgType.ACQUIRE:
@@ -112,14 +131,22 @@ def parse_event(msg: NetlinkMessage) -> XfrmEvent | None:
 
 
 def is_afbr_event(event: XfrmEvent) -> bool:
+    if isinstance(event, KernelStateChanged):
+        return True  # a flush names nobody; a deletion may be of ours
     return is_afbr_reqid(event.reqid) or IF_ID_MIN <= event.if_id <= IF_ID_MAX
 
 
 class XfrmEventListener:
-    """Subscribes to XFRMNLGRP_EXPIRE and XFRMNLGRP_ACQUIRE and yields afbr's events."""
+    """Subscribes to XFRMNLGRP_EXPIRE and XFRMNLGRP_ACQUIRE (and, `watch_deletions`, to the
+    SA and policy groups) and yields afbr's events."""
 
-    def __init__(self, netns: str | None = None, *, only_afbr: bool = True) -> None:
-        self._sock = XfrmSocket(netns, groups=(XfrmGroup.EXPIRE, XfrmGroup.ACQUIRE))
+    def __init__(
+        self, netns: str | None = None, *, only_afbr: bool = True, watch_deletions: bool = False
+    ) -> None:
+        groups = [XfrmGroup.EXPIRE, XfrmGroup.ACQUIRE]
+        if watch_deletions:
+            groups += [XfrmGroup.SA, XfrmGroup.POLICY]
+        self._sock = XfrmSocket(netns, groups=groups)
         self._only_afbr = only_afbr
         self.malformed = 0  # messages that did not parse (counted, never raised)
 

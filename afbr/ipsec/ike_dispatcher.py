@@ -81,6 +81,10 @@ class IkeDispatcher:
         self._drain(sa, now)
         return sa
 
+    def all_sas(self) -> list[IkeSa]:
+        """Every IKE SA known, established or under way (half-open responders included)."""
+        return list({id(sa): sa for sa in (*self.sas.values(), *self._by_init.values())}.values())
+
     def after_command(self, sa: IkeSa, now: float) -> None:
         """Call after driving an SA directly (rekey, delete...) to collect its output."""
         self._drain(sa, now)
@@ -176,10 +180,16 @@ class IkeDispatcher:
                 del self._by_init[key]
 
     def _initial_contact(self, sa: IkeSa, now: float) -> None:
-        """RFC 7296 §2.4: the peer restarted; its older SAs are stale, drop them silently."""
+        """RFC 7296 §2.4: the peer restarted; its older SAs are stale, drop them silently.
+
+        Older means established before the peer started this one: an SA of ours that is
+        under way, or came up while this one was being set up, is the other half of a
+        simultaneous start (both ends initiated at once, both sent INITIAL_CONTACT), not a
+        leftover; dropping it would leave each end with the SA the other one dropped."""
         for other in list(self.sas.values()):
             same_peer = other.peer_id == sa.peer_id and other.remote_addr[0] == sa.remote_addr[0]
-            if other is not sa and same_peer and other.state != IkeState.CLOSED:
+            older = other.established_at is not None and other.established_at < sa.created_at
+            if other is not sa and same_peer and older and other.state != IkeState.CLOSED:
                 other.close("peer restarted (INITIAL_CONTACT)", now)
                 self._drain(other, now)
 

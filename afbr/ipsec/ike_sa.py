@@ -160,6 +160,7 @@ class IkeSa:
         self.queue: deque[PendingRequest] = deque()
         self.last_response: tuple[int, list[bytes]] | None = None
         self.created_at = now
+        self.established_at: float | None = None
         self.last_received = now
         self.last_sent = now
         self.rekey_at: float | None = None

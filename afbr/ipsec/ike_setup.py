@@ -266,6 +266,7 @@ def _fail_auth(sa: IkeSa, reason: str, now: float) -> None:
 def _established(sa: IkeSa, identity: Identity, now: float) -> None:
     assert sa.suite is not None
     sa.state = IkeState.ESTABLISHED
+    sa.established_at = now
     timers = sa.config.timers
     fraction = int.from_bytes(sa.random(2), "big") / 65535
     sa.rekey_at = now + timers.ike_rekey * (1 - timers.rekey_jitter * fraction)

@@ -51,6 +51,7 @@ class IkeUdpAdapter:
     ports: tuple[int, int] = (IKE_PORT, NAT_T_PORT)
     clock: Callable[[], float] = time.monotonic
     on_xfrm_event: Callable[[XfrmEvent], None] | None = None
+    watch_deletions: bool = False  # pass SA/policy deletions by anyone to on_xfrm_event too
     _endpoints: list[_Endpoint] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -64,7 +65,7 @@ class IkeUdpAdapter:
             for port in self.ports:
                 self._open(address, port, encap=port != IKE_PORT)
         if self.on_xfrm_event is not None:
-            self._listener = XfrmEventListener(self.netns)
+            self._listener = XfrmEventListener(self.netns, watch_deletions=self.watch_deletions)
             self._loop.add_reader(self._listener.fileno(), self._on_xfrm_readable)
         self._flush()
 

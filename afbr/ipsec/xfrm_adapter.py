@@ -162,6 +162,20 @@ class XfrmChildInstaller:
         if refs:
             self.orphans.setdefault(remote, []).extend(refs)
 
+    @property
+    def switching(self) -> frozenset[str]:
+        """Peers whose new outbound SA is held back for `switch_delay` (the old one sends)."""
+        return frozenset(self._switching)
+
+    def orphan_children(self, remote: str, ike_sa: IkeSaId) -> None:
+        """The CHILD SAs of `ike_sa` become orphans: their SAs stay in the kernel, forwarding,
+        until a new pair to `remote` is up (the IKE SA is being started over)."""
+        for spi, child in list(self.children.items()):
+            if child.ike_sa == ike_sa:
+                del self.children[spi]
+                self._rekey_requested.discard(spi)
+                self.adopt_orphans(remote, [child.outbound, child.inbound])
+
     def _establish(self, event: ChildSaEstablished) -> None:
         remote = event.child.inbound.source
         older = remote in self.orphans or any(

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from afbr.bgp.exabgp_config import find_exabgp
 from afbr.lab.daemon_base import Daemon, PeerError, write_private
 from afbr.lab.netns import Host
 
 
 def exabgp_binary() -> str:
-    """ExaBGP from the interpreter's virtualenv (pip), else from PATH."""
-    beside = Path(sys.executable).with_name("exabgp")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("exabgp")
-    if found is None:
+    """ExaBGP from the interpreter's virtualenv (pip), else from PATH (as the daemon finds it)."""
+    found = find_exabgp()
+    if not os.access(found, os.X_OK):
         raise PeerError("exabgp is not installed (pip install exabgp)")
     return found
 

@@ -9,7 +9,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${AFBR_UML_CACHE:-/var/cache/afbr/uml}
 # Bump RECIPE when a change to the steps below changes the binary they produce.
-RECIPE=1
+RECIPE=2
 key=$( (cat "$here/kernel.config"; echo "recipe=$RECIPE source=linux-source-6.1") | sha256sum | cut -c1-16)
 out="$cache/$key/linux"
 if [ -x "$out" ]; then
@@ -29,7 +29,7 @@ if [ -x "$out" ]; then
     exit 0
 fi
 mkdir -p "$cache/$key"
-for tool in flex bison bc make gcc; do
+for tool in flex bison bc make gcc patch; do
     command -v "$tool" >/dev/null || { log "missing build tool '$tool' (make setup installs it)"; exit 1; }
 done
 work=$(mktemp -d "$cache/$key/build.XXXXXX")
@@ -42,6 +42,7 @@ rm -f linux-source-6.1_*_all.deb
 log "unpacking the source"
 tar -xJf usr/src/linux-source-6.1.tar.xz
 cd linux-source-6.1
+"$here/patch-host-xstate.sh" . >&2
 log "configuring (ARCH=um defconfig + kernel.config)"
 make -s ARCH=um defconfig >&2
 ./scripts/kconfig/merge_config.sh -m -O . .config "$here/kernel.config" >/dev/null

@@ -21,6 +21,7 @@ from afbr.bgp.exabgp_config import (
     check_authentication,
     exabgp_argv,
     exabgp_environment,
+    find_exabgp,
     render_exabgp_config,
     write_exabgp_config,
 )
@@ -220,3 +221,21 @@ def test_exabgp_itself_accepts_the_rendered_config(tmp_path: Path, core: str) ->
         env={"exabgp_api_cli": "false", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_exabgp_is_looked_up_beside_the_interpreter_then_on_path(tmp_path: Path) -> None:
+    venv, elsewhere = tmp_path / "venv" / "bin", tmp_path / "elsewhere"
+    venv.mkdir(parents=True)
+    elsewhere.mkdir()
+    python = venv / "python"
+    on_path = elsewhere / "exabgp"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert find_exabgp(str(python), path=str(elsewhere)) == str(on_path)
+    beside = venv / "exabgp"
+    beside.write_text("#!/bin/sh\n")
+    assert find_exabgp(str(python), path=str(elsewhere)) == str(on_path)  # not executable
+    beside.chmod(0o755)
+    assert find_exabgp(str(python), path=str(elsewhere)) == str(beside)
+    # found nowhere: the place beside the interpreter, which the supervisor names failing
+    assert find_exabgp(str(tmp_path / "python"), path=str(venv.parent)) == str(tmp_path / "exabgp")

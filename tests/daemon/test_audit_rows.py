@@ -41,3 +41,17 @@ def test_ipsec_fails_when_configured_but_no_agent_runs() -> None:
 def test_ipsec_fails_when_switched_off() -> None:
     row = ipsec_row(False, None)
     assert row["status"] == "fail" and "in clear" in row["why"]
+
+
+def filter_row(drops: dict[str, int]) -> dict[str, str]:
+    config = parse_config(MINIMAL)
+    rows = {row["requirement"]: row for row in audit_running(config, dict(UP, drops=drops))}
+    return rows["decapsulated traffic is filtered against what each AFBR advertised"]
+
+
+def test_decap_filter_row_reads_what_the_dataplane_found_in_the_kernel() -> None:
+    assert filter_row({"decap_filter_installed": 1})["status"] == "pass"
+    missing = filter_row({"decap_filter_installed": 0, "dataplane_errors": 3})
+    assert missing["status"] == "fail" and "missing or incomplete" in missing["why"]
+    no_dataplane = filter_row({})
+    assert no_dataplane["status"] == "fail" and "has not reported" in no_dataplane["why"]

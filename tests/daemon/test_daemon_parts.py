@@ -79,6 +79,7 @@ def test_a_second_instance_refuses_to_start(tmp_path: Path) -> None:
 def test_backoff_grows_and_is_capped() -> None:
     backoff = Backoff(first=1, factor=2, ceiling=10)
     assert [backoff.delay(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
+    assert backoff.delay(100_000) == 10  # days of failures: no float overflow
 
 
 def test_supervisor_restarts_a_dying_child(tmp_path: Path) -> None:
@@ -101,6 +102,59 @@ def test_supervisor_restarts_a_dying_child(tmp_path: Path) -> None:
         return restarts
 
     assert asyncio.run(scenario()) >= 2
+
+
+def test_supervisor_says_why_a_child_cannot_start_and_keeps_trying(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "no" / "exabgp"
+
+    async def scenario() -> tuple[str, int]:
+        sup = Supervisor(
+            "exabgp",
+            [str(missing), "server"],
+            backoff=Backoff(first=0.02, factor=2, ceiling=0.05, stable_after=60),
+        )
+        sup.start()
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if sup.restarts >= 3:
+                break
+        state, restarts = sup.state, sup.restarts
+        await sup.stop()
+        assert sup.state == "stopped"
+        return state, restarts
+
+    with caplog.at_level(logging.ERROR, logger="afbr.daemon.supervisor"):
+        state, restarts = asyncio.run(scenario())
+    assert state.startswith("failed: ") and str(missing) in state
+    assert restarts >= 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and all(str(missing) in e and "trying again" in e for e in errors)
+
+
+def test_supervisor_logs_an_unexpected_failure_of_its_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(process: asyncio.subprocess.Process) -> None:
+        raise RuntimeError("on_start is broken")
+
+    async def scenario() -> str:
+        sup = Supervisor("sleeper", ["sleep", "30"], on_start=broken)
+        sup.start()
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if sup.state.startswith("failed"):
+                break
+        state = sup.state
+        await sup.stop(timeout=5)
+        return state
+
+    with caplog.at_level(logging.ERROR, logger="afbr.daemon.supervisor"):
+        state = asyncio.run(scenario())
+    assert state.startswith("failed: ") and "on_start is broken" in state
+    [record] = [r for r in caplog.records if "supervising sleeper failed" in r.getMessage()]
+    assert record.exc_info is not None and str(record.exc_info[1]) == "on_start is broken"
 
 
 def test_supervisor_stop_ends_a_running_child() -> None:

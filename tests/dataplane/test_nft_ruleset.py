@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from afbr.dataplane.nft_filter import NftFilter
-from afbr.dataplane.nft_ruleset import render_ruleset
+from afbr.dataplane.nft_filter import CounterValue, FilterState, NftFilter
+from afbr.dataplane.nft_ruleset import declared_objects, render_ruleset
 from afbr.encap.model import FilterSpec
 
 net = ipaddress.ip_network
@@ -118,3 +118,27 @@ def test_without_nft_objref_the_drops_count_inline_under_the_same_names() -> Non
     assert "delete counter inet afbr spoof_afbrold" in script
     assert 'counter drop comment "spoof_afbr0123456789a"' in script
     assert 'counter drop comment "tunnel_from_unknown"' in script
+
+
+def test_the_table_is_installed_only_with_every_chain_and_counter_declared() -> None:
+    chains, counters = declared_objects(FILTERS)
+    assert chains == {"prerouting", "input", "decap_afbr0123456789a", "decap_afbr0123456789b"}
+    values = dict.fromkeys(counters, CounterValue(0, 0))
+    assert FilterState(chains, values).holds(FILTERS)
+    assert FilterState(chains | {"decap_afbrold"}, values).holds(FILTERS)  # extra: still holds
+    assert not FilterState(chains - {"input"}, values).holds(FILTERS)
+    del values["spoof_afbr0123456789b"]
+    assert not FilterState(chains, values).holds(FILTERS)
+    assert FilterState(chains, {}).holds(FILTERS, named_counters=False)  # inline counters
+    assert not FilterState(frozenset(), {}).holds(FilterSpec())  # no table at all
+
+
+@pytest.mark.netns
+def test_state_reads_chains_and_counters_and_no_table_as_empty(lab: object) -> None:
+    host = lab.host("nfs")  # type: ignore[attr-defined]
+    nft = NftFilter(host.name)
+    assert nft.state() == FilterState(frozenset(), {})
+    nft.apply(FILTERS)
+    assert nft.state().holds(FILTERS)
+    host.run("nft", "flush chain inet afbr input; delete chain inet afbr input")
+    assert not nft.state().holds(FILTERS)

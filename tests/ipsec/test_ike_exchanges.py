@@ -176,6 +176,7 @@ def test_initial_contact_from_a_restarted_peer_drops_its_stale_sas() -> None:
     pair.connect()
     old = next(iter(pair.b.dispatcher.sas.values()))
     # A restarts (kill -9): a fresh dispatcher with no memory connects again
+    pair.now += 1.0
     pair.a.dispatcher = IkeDispatcher(lambda addr: pair.config_a, seeded(99))
     pair.a.dispatcher.connect(pair.config_a, ADDR_A, ADDR_B, pair.now)
     pair.pump()
@@ -188,3 +189,25 @@ def test_initial_contact_from_a_restarted_peer_drops_its_stale_sas() -> None:
     assert kinds[-2:] == [ChildSaEstablished, ChildSaDeleted]
     assert pair.b.of_type(ChildSaEstablished)[-1].responder
     assert not pair.a.of_type(ChildSaEstablished)[-1].responder
+
+
+def test_a_simultaneous_start_keeps_both_ike_sas_on_both_ends() -> None:
+    """Both AFBRs lost their SAs and initiate at once, each with INITIAL_CONTACT.  Neither
+    may take the other's IKE SA for a leftover (RFC 7296 §2.4 speaks of SAs from before a
+    restart): dropping it would leave each end with the one SA the other end dropped."""
+    from ike_pair import ADDR_A, ADDR_B
+
+    from afbr.ipsec import ChildSaDeleted, ChildSaEstablished
+
+    config_a, config_b = psk_configs()
+    pair = Pair(config_a, config_b)
+    pair.a.dispatcher.connect(config_a, ADDR_A, ADDR_B, pair.now)
+    pair.pump(rounds=1)  # A's IKE_SA_INIT reached B; B starts its own before it hears more
+    pair.now += 0.01
+    pair.b.dispatcher.connect(config_b, ADDR_B, ADDR_A, pair.now)
+    pair.pump()  # A's IKE SA is up at A just before B's IKE_AUTH (INITIAL_CONTACT) arrives
+    for end in (pair.a, pair.b):
+        states = [sa.state for sa in end.dispatcher.all_sas()]
+        assert states == [IkeState.ESTABLISHED, IkeState.ESTABLISHED]
+        assert len(end.of_type(ChildSaEstablished)) == 2
+        assert end.of_type(ChildSaDeleted) == []

@@ -68,6 +68,7 @@ def apply_all(installer: XfrmChildInstaller, events: list[IkeEvent]) -> None:
 
 def restart_a(pair: Pair) -> None:
     """A loses its IKE state (afbr restarted) and connects again, with INITIAL_CONTACT."""
+    pair.now += 1.0  # a restart takes time: the old SA is from before the new one
     pair.a.dispatcher = IkeDispatcher(lambda addr: pair.config_a, seeded(77))
     pair.a.dispatcher.connect(pair.config_a, ADDR_A, ADDR_B, pair.now)
     pair.pump()
