@@ -30,6 +30,12 @@ def status_metrics(status: Mapping[str, Any]) -> list[Metric]:
         Metric("afbr_drops_total", "counter", "Dropped paths and packets by reason.", drops),
         _counter("afbr_exabgp_restarts_total", "ExaBGP restarts.", status["exabgp"]["restarts"]),
     ]
+    daemon = status.get("daemon", {})
+    metrics += [
+        _counter(name, help_text, daemon[key])
+        for key, name, help_text in RECONCILE_COUNTERS
+        if key in daemon
+    ]
     ipsec = status.get("ipsec", {})
     if ipsec.get("enabled"):
         metrics += [
@@ -56,7 +62,17 @@ def status_metrics(status: Mapping[str, Any]) -> list[Metric]:
 IPSEC_HEALTH_COUNTERS = (
     ("xfrm_failures", "afbr_xfrm_failures_total", "XFRM (kernel SA and policy) calls that failed."),
     ("repairs", "afbr_ipsec_repairs_total", "CHILD SAs the kernel lacked, rekeyed to repair."),
+    ("kernel_repairs", "afbr_ipsec_kernel_repairs_total", "SAs/policies restored in the kernel."),
+    ("start_overs", "afbr_ike_start_overs_total", "IKE SAs started over after a failed repair."),
     ("initiations", "afbr_ike_initiations_total", "IKE SAs this AFBR initiated."),
+    ("peer_errors", "afbr_ipsec_peer_errors_total", "IPsec peers whose set-up failed (retried)."),
+)
+# The reconcile's own counters (status "daemon"): (key, metric, help).
+RECONCILE_COUNTERS = (
+    ("syncs", "afbr_reconciles_total", "Reconciles of the kernel that succeeded."),
+    ("sync_errors", "afbr_reconcile_failures_total", "Reconciles that failed (retried)."),
+    ("sync_retries", "afbr_reconcile_retries_total", "Reconciles run to retry a failed one."),
+    ("resyncs", "afbr_reconcile_resyncs_total", "Periodic reconciles with no BGP change."),
 )
 
 

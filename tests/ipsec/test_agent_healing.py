@@ -210,3 +210,45 @@ def test_a_psk_rotation_by_reload_loses_nothing_and_leaks_nothing(
     assert [t for t, ok in samples if not ok] == [], "pings lost across the key rotation"
     assert capture.clear_text(hosts["a"]) == 0
     assert {sa["spi_in"] for sa in nodes["a"].sas()} & before == set()  # old pairs gone
+
+
+def test_an_xfrm_install_failing_for_one_peer_of_three_is_retried_alone(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keys B and C; the kernel refuses the first SA towards C.  B is keyed regardless,
+    A does not report C as keyed while the kernel lacks its SA, and C is keyed by the repair.
+
+    The refusal is injected (a stand-in for a kernel error: `add_sa` raises, once, for C),
+    since no real kernel condition fails one SA install on demand."""
+    from afbr.dataplane.xfrm_socket import XfrmKernelError
+    from afbr.ipsec import xfrm_adapter
+
+    real_add_sa = xfrm_adapter.add_sa
+    refused: list[str] = []
+
+    def add_sa_failing_once_for_c(sock: object, spec: object) -> None:
+        if str(getattr(spec, "dst", "")) == CORE["c"] and not refused:
+            refused.append(str(spec))
+            raise XfrmKernelError(105, "injected: no buffer space")
+        real_add_sa(sock, spec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(xfrm_adapter, "add_sa", add_sa_failing_once_for_c)
+    hosts = agent_topology(lab, ("a", "b", "c"))
+    nodes: dict[str, AgentNode] = {}
+    try:
+        nodes["b"] = AgentNode(hosts["b"], "b", ("a",), tmp_path / "b")
+        nodes["c"] = AgentNode(hosts["c"], "c", ("a",), tmp_path / "c")
+        nodes["a"] = AgentNode(hosts["a"], "a", ("b", "c"), tmp_path / "a")
+        wait_until(lambda: ping_once(hosts["a"], ISLAND["a"], ISLAND["b"]), 30, "A to B keyed")
+        wait_until(
+            lambda: ping_once(hosts["a"], ISLAND["a"], ISLAND["c"]), RECOVERY_LIMIT, "A to C"
+        )
+        assert refused, "the injected failure never happened"
+        summary = nodes["a"].summary()
+        assert summary["xfrm_failures"] >= 1 and summary["kernel_repairs"] >= 1
+        wait_until(
+            lambda: nodes["a"].summary()["peers_without_sa"] == [], 10, "A to report all keyed"
+        )
+    finally:
+        for node in nodes.values():
+            node.stop()
