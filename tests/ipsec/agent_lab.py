@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import re
 import subprocess
 import threading
@@ -180,40 +181,46 @@ def ping_once(host: Host, src: str, dst: str) -> bool:
 
 
 class Pinger:
-    """ping -D every `interval` from `src` to `dst` in `host` until `stop()`; then says which
-    requests were answered, by their timestamps."""
+    """ping -D every `interval` from `src` to `dst` in `host` until `stop()`; then the replies
+    (time, icmp_seq), from which `outage` and `lost` are read."""
 
     def __init__(self, host: Host, src: str, dst: str, interval: float = 0.1) -> None:
-        self.started = time.time()
+        self.interval = interval
         self.proc = subprocess.Popen(
-            host.argv("ping", "-n", "-D", "-O", "-i", str(interval), "-W", "1", "-I", src, dst),
+            host.argv("ping", "-n", "-D", "-i", str(interval), "-W", "1", "-I", src, dst),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        self.lines: list[str] = []
 
-    def stop(self) -> list[tuple[float, bool]]:
-        """(time, answered) of every request, in order."""
+    def stop(self) -> list[tuple[float, int]]:
+        """(time, icmp_seq) of every reply, in order."""
+        time.sleep(1.5)  # the last requests' replies
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=10)
-        samples = []
+        replies = []
         for line in out.splitlines():
-            stamp = re.match(r"\[(\d+\.\d+)\]", line)
-            if stamp is None:
-                continue
-            samples.append((float(stamp.group(1)), "bytes from" in line))
-        return samples
+            match = re.match(r"\[(\d+\.\d+)\].*icmp_seq=(\d+)", line)
+            if match is not None and "bytes from" in line:
+                replies.append((float(match.group(1)), int(match.group(2))))
+        return replies
 
 
-def outage(samples: list[tuple[float, bool]], after: float) -> float:
-    """Seconds from `after` until replies came back for good (0 if none was lost)."""
-    lost = [t for t, ok in samples if t >= after and not ok]
-    if not lost:
-        return 0.0
-    back = [t for t, ok in samples if ok and t > lost[-1]]
-    assert back, "the replies never came back"
-    return back[0] - after
+def lost(replies: list[tuple[float, int]]) -> list[int]:
+    """Requests with no reply, among those sent before the last one answered."""
+    seqs = {seq for _t, seq in replies}
+    return [seq for seq in range(1, max(seqs, default=0) + 1) if seq not in seqs]
+
+
+def outage(replies: list[tuple[float, int]], after: float, interval: float = 0.1) -> float:
+    """Seconds from `after` until the replies came back after their longest gap since then
+    (0 when no gap was longer than a few intervals)."""
+    assert replies, "no ping was answered at all"
+    times = [t for t, _seq in replies]
+    assert times[-1] > after, "the replies never came back"
+    gaps = [(b - a, b) for a, b in itertools.pairwise(times) if b > after]
+    worst = max(gaps, default=(0.0, after))
+    return 0.0 if worst[0] <= 3 * interval else worst[1] - after
 
 
 class CoreCapture:

@@ -21,6 +21,7 @@ from agent_lab import (
     CoreCapture,
     Pinger,
     agent_topology,
+    lost,
     outage,
     ping_once,
     wait_until,
@@ -49,7 +50,7 @@ def mesh(lab: Lab, tmp_path: Path) -> Iterator[tuple[dict[str, Host], dict[str, 
 
 BLOCK_IKE = (
     "table inet afbr_test_block { chain in { type filter hook input priority 0; "
-    "udp dport { 500, 4500 } drop; } }"
+    "udp dport { 500, 4500 } drop; }; }"
 )
 
 
@@ -82,9 +83,13 @@ def _flush_under_ping(
     hosts[side].run("ip", "xfrm", "state", "flush")
     wait_until(lambda: keyed(hosts), RECOVERY_LIMIT, f"traffic after a flush on {side}")
     time.sleep(1.0)
-    recovery = outage(pinger.stop(), flushed)
+    replies = pinger.stop()
+    recovery = outage(replies, flushed)
     assert capture.clear_text(hosts["a"]) == 0, "client packets in clear on the core"
-    print(f"SA flush on {side}: traffic back after {recovery:.2f}s")
+    print(
+        f"SA flush on {side}: traffic back after {recovery:.2f}s, "
+        f"{len(lost(replies))} of {replies[-1][1]} pings lost"
+    )
     wait_until(lambda: both_report_keyed(nodes), 10, "both agents to report the peer keyed")
     assert nodes[side].summary()["kernel_repairs"] >= 1
     return recovery
@@ -206,8 +211,7 @@ def test_a_psk_rotation_by_reload_loses_nothing_and_leaks_nothing(
         "a CHILD SA of the new key",
     )
     time.sleep(6.0)  # the old pairs go after the switch
-    samples = pinger.stop()
-    assert [t for t, ok in samples if not ok] == [], "pings lost across the key rotation"
+    assert lost(pinger.stop()) == [], "pings lost across the key rotation"
     assert capture.clear_text(hosts["a"]) == 0
     assert {sa["spi_in"] for sa in nodes["a"].sas()} & before == set()  # old pairs gone
 
@@ -215,8 +219,9 @@ def test_a_psk_rotation_by_reload_loses_nothing_and_leaks_nothing(
 def test_an_xfrm_install_failing_for_one_peer_of_three_is_retried_alone(
     lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A keys B and C; the kernel refuses the first SA towards C.  B is keyed regardless,
-    A does not report C as keyed while the kernel lacks its SA, and C is keyed by the repair.
+    """A keys B and C; the kernel refuses A's first SA towards C.  B is keyed regardless,
+    the failure is counted, and C ends up keyed (by a repair of the CHILD SA the kernel
+    lacks, or by the IKE SA C started itself, whichever comes first).
 
     The refusal is injected (a stand-in for a kernel error: `add_sa` raises, once, for C),
     since no real kernel condition fails one SA install on demand."""
@@ -227,7 +232,10 @@ def test_an_xfrm_install_failing_for_one_peer_of_three_is_retried_alone(
     refused: list[str] = []
 
     def add_sa_failing_once_for_c(sock: object, spec: object) -> None:
-        if str(getattr(spec, "dst", "")) == CORE["c"] and not refused:
+        node_a = nodes.get("a")
+        ours = node_a is not None and node_a.agent is not None and sock is node_a.agent.sock
+        towards_c = ours and str(getattr(spec, "dst", "")) == CORE["c"]
+        if towards_c and not refused:  # A's outbound SA to C, the first time
             refused.append(str(spec))
             raise XfrmKernelError(105, "injected: no buffer space")
         real_add_sa(sock, spec)  # type: ignore[arg-type]
@@ -245,7 +253,7 @@ def test_an_xfrm_install_failing_for_one_peer_of_three_is_retried_alone(
         )
         assert refused, "the injected failure never happened"
         summary = nodes["a"].summary()
-        assert summary["xfrm_failures"] >= 1 and summary["kernel_repairs"] >= 1
+        assert summary["xfrm_failures"] >= 1  # counted (and C keyed all the same)
         wait_until(
             lambda: nodes["a"].summary()["peers_without_sa"] == [], 10, "A to report all keyed"
         )
