@@ -32,4 +32,8 @@ if [ -z "$only" ] || [ "$only" = wire_to_forwarding ]; then
     echo "bench: wire_to_forwarding — wire to kernel FIB vs ExaBGP, FRR, BIRD (issue 6)"
     in_uml $py bench/wire_to_forwarding.py $json || rc=$?
 fi
+if [ -z "$only" ] || [ "$only" = ipsec_recovery ]; then
+    echo "bench: ipsec_recovery — traffic gap after SA flushes, IKE outages, restarts (issue 10)"
+    in_uml $py bench/ipsec_recovery.py $json || rc=$?
+fi
 exit $rc

@@ -46,6 +46,7 @@ from afbr.daemon.ipsec_agent import IpsecAgent, local_private_key
 from afbr.daemon.supervisor import Backoff, Supervisor
 from afbr.daemon.sync_scheduler import STARTUP_GRACE, Reason, SyncScheduler
 from afbr.daemon.tcp_md5_watch import CHECK_INTERVAL, TcpMd5Watch, read_md5_counters
+from afbr.dataplane.rtnl_events import RtnlDeletionListener
 from afbr.ipsec import public_key_authenticator
 from afbr.metrics import Metric, MetricsServer
 
@@ -109,6 +110,7 @@ class AfbrDaemon:
             "sync_errors": 0,  # reconciles that failed (each is retried with backoff)
             "sync_retries": 0,
             "resyncs": 0,  # periodic reconciles with no BGP change
+            "kernel_changes": 0,  # afbr's links/routes deleted in the kernel (a reconcile each)
         }
         # When to reconcile (coalescing, convergence gate, retries, resyncs); monotonic time.
         self.sync_schedule = SyncScheduler(time.monotonic())
@@ -138,6 +140,7 @@ class AfbrDaemon:
         )
         os.chmod(self.bridge_path, 0o600)
         metrics = None
+        deletions: RtnlDeletionListener | None = None
         try:
             await control.start()
             if self.config.metrics_listen:
@@ -155,6 +158,7 @@ class AfbrDaemon:
             self._spawn(self._watch_tcp_md5())
             if self.softwires is not None:
                 self._spawn(self._log_filtered())
+                deletions = self._watch_deletions(loop)
             log.info(
                 "afbr %s running (%s)", __version__, self.config_path, extra={"event": "start"}
             )
@@ -168,6 +172,9 @@ class AfbrDaemon:
                 await self.supervisor.stop(sig=signal.SIGKILL)
             bridge.close()
             await self._end_tasks()
+            if deletions is not None:
+                loop.remove_reader(deletions.fileno())
+                deletions.close()
             if self.softwires is not None:  # a reconcile under way ends first
                 await asyncio.to_thread(self.softwires.close)
             if self.ipsec is not None:
@@ -177,6 +184,24 @@ class AfbrDaemon:
                 await metrics.close()
             self._lock.release()
         return 0
+
+    def _watch_deletions(self, loop: asyncio.AbstractEventLoop) -> RtnlDeletionListener:
+        """The kernel is the truth: a softwire link or route of afbr's deleted by anyone makes
+        a reconcile now (coalesced; our own deletions make at most one no-op one)."""
+        listener = RtnlDeletionListener()
+
+        def readable() -> None:
+            try:
+                deleted = listener.read_pending()
+            except OSError as exc:
+                log.error("reading link/route notifications failed: %s", exc)
+                return
+            if deleted:
+                self.counters["kernel_changes"] += 1
+                self._schedule_sync()
+
+        loop.add_reader(listener.fileno(), readable)
+        return listener
 
     def _render_exabgp(self, config: AfbrConfig) -> str:
         """ExaBGP's config text for `config` (holds keys: never logged)."""
@@ -470,7 +495,9 @@ class AfbrDaemon:
                 ]
             ),
             "routes": len(rib),
-            "tunnels": len(self.softwires.tunnels()) if self.softwires else 0,
+            "tunnels": sum(1 for t in self.softwires.tunnels() if t["in_kernel"])
+            if self.softwires
+            else 0,
             "ipsec": self.ipsec.summary() if self.ipsec is not None else {"enabled": False},
             "drops": {
                 **rib.counters,

@@ -22,6 +22,7 @@ from afbr.bgp.softwire_rib import RibPath
 from afbr.bgp.tunnel_encap import TunnelType
 from afbr.config import AfbrConfig
 from afbr.daemon.ipsec_agent import IpsecAgent
+from afbr.dataplane.rtnl_wire import IFF_UP, LinkInfo
 from afbr.dataplane.softwires import ReconcileReport, SoftwireDataplane
 from afbr.encap.derive import derive_desired
 from afbr.encap.model import (
@@ -185,7 +186,15 @@ class KernelSoftwireSync:
         way): what `counters()` shows between reconciles."""
         if not self._closed:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._worker, self.dataplane.read_filter)
+            await loop.run_in_executor(self._worker, self._refresh)
+
+    def _refresh(self) -> None:
+        """In the worker: what the views show between reconciles, read from the kernel."""
+        self.dataplane.read_filter()
+        try:
+            self.dataplane.read_links()
+        except OSError as exc:
+            log.error("reading afbr's links from the kernel failed: %s", exc)
 
     async def sync_in_worker(
         self, control_plane: BgpControlPlane, config: AfbrConfig
@@ -262,20 +271,49 @@ class KernelSoftwireSync:
         }
 
     def tunnels(self) -> list[dict[str, Any]]:
+        """Each softwire as the kernel has it (as the worker last read it): device, ifindex,
+        state, MTU; `in_kernel` false (and state "missing") for a desired softwire the kernel
+        lacks, `desired_mtu` where the kernel's differs, and afbr's links that no softwire
+        wants any more as `unexpected` rows."""
         routed: dict[str, int] = {}
         for tunnel in self.route_tunnel.values():
             routed[tunnel] = routed.get(tunnel, 0) + 1
-        return [
-            {
+        links = dict(self.dataplane.links)
+        devices = self.dataplane.devices
+        rows = []
+        for t in self.desired.tunnels:
+            device = devices.get(t.name, t.name)
+            link = links.pop(device, None)
+            row: dict[str, Any] = {
                 "name": t.name,
                 "type": t.kind.name.lower().replace("_", "-"),
                 "local": str(t.local),
                 "remote": str(t.remote),
-                "mtu": t.mtu,
+                "device": device,
+                "in_kernel": link is not None,
+                "ifindex": link.index if link is not None else None,
+                "state": _state(link),
+                "mtu": link.mtu if link is not None else t.mtu,
+                "ipsec": t.kind is EncapKind.ESP_TUNNEL,
                 "prefixes": routed.get(t.name, 0),
             }
-            for t in self.desired.tunnels
-        ]
+            if link is not None and link.mtu != t.mtu:
+                row["desired_mtu"] = t.mtu
+            rows.append(row)
+        for device, link in sorted(links.items()):
+            rows.append(
+                {
+                    "name": device,
+                    "type": link.kind,
+                    "device": device,
+                    "in_kernel": True,
+                    "ifindex": link.index,
+                    "state": _state(link),
+                    "mtu": link.mtu,
+                    "unexpected": True,  # no softwire wants it (removed at the next reconcile)
+                }
+            )
+        return rows
 
     def tunnel_of(self, prefix: str) -> str | None:
         return self.route_tunnel.get(prefix)
@@ -288,3 +326,9 @@ class KernelSoftwireSync:
         for name, value in (status.counters if status is not None else {}).items():
             out[name] = value.packets
         return out
+
+
+def _state(link: LinkInfo | None) -> str:
+    if link is None:
+        return "missing"
+    return "up" if link.flags & IFF_UP else "down"

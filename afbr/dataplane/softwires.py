@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from afbr.dataplane.kernel import KernelSoftwires
-from afbr.dataplane.kernel_plan import kernel_plan
+from afbr.dataplane.kernel_plan import ALIAS_PREFIX, kernel_plan
 from afbr.dataplane.nft_filter import CounterValue, NftError, NftFilter
 from afbr.dataplane.nft_ruleset import spoof_counter
 from afbr.dataplane.reconcile import (
@@ -38,8 +38,8 @@ from afbr.dataplane.reconcile import (
     diff,
     reconcile_plan,
 )
-from afbr.dataplane.rtnl_wire import RT_TABLE_MAIN
-from afbr.encap.model import DesiredState, FilterSpec
+from afbr.dataplane.rtnl_wire import RT_TABLE_MAIN, LinkInfo
+from afbr.encap.model import NAME_PREFIX, DesiredState, FilterSpec
 
 
 @dataclass
@@ -97,6 +97,7 @@ class SoftwireDataplane:
         self.kernel = KernelSoftwires(netns, table)
         self.filter = NftFilter(netns) if filtering else None
         self.devices: dict[str, str] = {}  # tunnel name -> device name, as last reconciled
+        self.links: dict[str, LinkInfo] = {}  # afbr's links by device name, as last read
         self.filter_status: FilterStatus | None = None  # None: not read yet, or no filter
         self._filters = FilterSpec()  # the filter sets last applied (by device name)
 
@@ -133,8 +134,19 @@ class SoftwireDataplane:
             mark = time.perf_counter()
             self._apply_filter(self.filter, on_devices(desired.filters, self.devices), report)
             report.timings["filter"] = time.perf_counter() - mark
+        self.read_links()
         report.timings["total"] = time.perf_counter() - start
         return report
+
+    def read_links(self) -> dict[str, LinkInfo]:
+        """afbr's links as the kernel has them now, published as `links` (for the views;
+        call it from the reconciling thread)."""
+        self.links = {
+            link.name: link
+            for link in self.kernel.links()
+            if link.name.startswith(NAME_PREFIX) and link.alias.startswith(ALIAS_PREFIX)
+        }
+        return self.links
 
     def _apply_filter(self, nft: NftFilter, filters: FilterSpec, report: ReconcileReport) -> None:
         """Apply the table, read it back, and write it again when it is not all there (the

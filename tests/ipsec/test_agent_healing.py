@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_lab import (
+
+from afbr.lab.ipsec_agent_lab import (
     CORE,
     ISLAND,
     AgentNode,
@@ -26,7 +27,6 @@ from agent_lab import (
     ping_once,
     wait_until,
 )
-
 from afbr.lab.netns import Host, Lab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns]

@@ -11,9 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agent_lab import CORE, ISLAND, PSK, AgentNode, agent_topology, ping_once, wait_until
 from test_strongswan_interop_lab import CHARON_IF_ID, Charon, CharonSide
 
+from afbr.lab.ipsec_agent_lab import (
+    CORE,
+    ISLAND,
+    PSK,
+    AgentNode,
+    agent_topology,
+    ping_once,
+    wait_until,
+)
 from afbr.lab.netns import Host, Lab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns, pytest.mark.interop]

@@ -196,3 +196,40 @@ def _session_up(demo: RunningDemo, name: str) -> bool:
     except ControlClientError:
         return False  # not listening yet
     return isinstance(status, dict) and all(n["state"] == "up" for n in status["neighbors"])
+
+
+def _one_ping_ok(demo: RunningDemo, one: str, two: str) -> bool:
+    a, b = demo.mesh.afbr(one), demo.mesh.afbr(two)
+    result = Ping(demo.hosts[a.client], a, b, count=1, interval=0.2).result(timeout=15)
+    return result.lost == 0 and result.sent >= 1
+
+
+def test_a_softwire_link_and_route_deleted_by_hand_come_back(demo: RunningDemo) -> None:
+    """The kernel is the truth (issue 10): afbr hears of the deletion and reconciles."""
+    host = demo.hosts["a"]
+    (tunnel,) = [t for t in demo.query("a", "tunnels") if t["in_kernel"]]  # type: ignore[union-attr]
+    island = str(demo.mesh.afbr("b").island)
+    host.run("ip", "link", "del", "dev", tunnel["device"])
+    assert kernel_routes(host, island) == ""  # the route went with the link
+    wait_for(lambda: kernel_routes(host, island) != "", timeout=10, what="the route back")
+    wait_for(lambda: _one_ping_ok(demo, "a", "b"), timeout=30, what="traffic a -> b back")
+    rows = demo.query("a", "tunnels")
+    assert isinstance(rows, list) and all(row["in_kernel"] for row in rows), rows
+    status = demo.query("a", "status")
+    assert isinstance(status, dict) and status["daemon"]["kernel_changes"] >= 1
+
+
+def test_an_sa_flush_under_the_daemon_heals_and_status_tells_the_truth(
+    demo: RunningDemo,
+) -> None:
+    pings = _pings_between(demo, "a", "b")
+    time.sleep(1.0)
+    demo.hosts["a"].run("ip", "xfrm", "state", "flush")
+    wait_for(lambda: esp_states(demo.hosts["a"]) != set(), timeout=10, what="new SAs in the kernel")
+    time.sleep(3.0)
+    results = [p.stop() for p in pings]
+    for result in results:  # a rekey's round trip, at most a few pings
+        assert result.lost <= 10, result.output
+    status = demo.query("a", "status")
+    assert isinstance(status, dict)
+    assert status["ipsec"]["peers_without_sa"] == [] and status["ipsec"]["kernel_repairs"] >= 1

@@ -1,4 +1,4 @@
-"""Test support (no tests here): the daemon's IPsec agent (afbr.daemon.ipsec_agent.IpsecAgent)
+"""A lab for tests and benchmarks: the daemon's IPsec agent (afbr.daemon.ipsec_agent.IpsecAgent)
 in network namespaces of the UML kernel, each on an event loop in a thread of its own, with a
 real ESP softwire (xfrm interface) to its peer and a client address behind it.
 
