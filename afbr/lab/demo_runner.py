@@ -144,6 +144,19 @@ class RunningDemo:
         daemon.proc = daemon.host.popen(*argv, log=daemon.log)
         self.daemons[name] = daemon
 
+    def reload_afbr(self, name: str, *, ipsec: bool) -> None:
+        """Rewrite AFBR `name`'s files (IPsec on or off) and SIGHUP it, as `systemctl reload`."""
+        assert self.keys is not None
+        daemon = self.daemons[name]
+        base = self.workdir / name
+        paths = NodePaths.workdir(base)
+        write_afbr_files(
+            self.mesh, self.mesh.afbr(name), self.keys, paths, base, md5=daemon.md5, ipsec=ipsec
+        )
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.ipsec = ipsec
+
     def start_all(self) -> None:
         if not afbr_run_available():
             raise DemoError("this afbr has no daemon yet (`afbr run`, afbr.commands.run)")

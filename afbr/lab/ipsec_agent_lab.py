@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from afbr.config import AfbrConfig, parse_config
 from afbr.daemon.ipsec_agent import IpsecAgent
 from afbr.dataplane.kernel_plan import xfrm_if_id
 from afbr.dataplane.xfrm_iface import create_xfrm_interface, interface_name
 from afbr.encap.model import IpsecMode, IpsecNeed
+from afbr.ipsec import public_key_authenticator
 from afbr.lab.netns import Host, Lab
 
 T = TypeVar("T")
@@ -57,7 +60,13 @@ def agent_topology(lab: Lab, names: tuple[str, ...] = ("a", "b")) -> dict[str, H
     return hosts
 
 
-def config_for(name: str, peers: tuple[str, ...], workdir: Path, psk: str = PSK) -> AfbrConfig:
+def config_for(
+    name: str,
+    peers: tuple[str, ...],
+    workdir: Path,
+    psk: str = PSK,
+    private_key: Path | None = None,
+) -> AfbrConfig:
     workdir.mkdir(parents=True, exist_ok=True)
     keys = workdir / "ike-keys.yaml"
     keys.write_text(yaml.safe_dump({CORE[peer]: psk for peer in peers}))
@@ -75,7 +84,9 @@ def config_for(name: str, peers: tuple[str, ...], workdir: Path, psk: str = PSK)
                 "keys_file": str(bgp_keys),
                 "neighbors": [{"address": "2001:db8::ff", "asn": 65000, "md5_key": "rr"}],
             },
-            "ipsec": {"keys_file": str(keys), "dpd_seconds": 5},
+            "ipsec": {"keys_file": str(keys), "dpd_seconds": 5}
+            if private_key is None
+            else {"auth": "pubkey", "private_key": str(private_key), "dpd_seconds": 5},
             "state_dir": str(workdir / "state"),
         }
     )
@@ -85,8 +96,19 @@ def config_for(name: str, peers: tuple[str, ...], workdir: Path, psk: str = PSK)
 class AgentNode:
     """One AFBR's IPsec agent in `host`, keyed towards `peers`, on its own loop thread."""
 
-    def __init__(self, host: Host, name: str, peers: tuple[str, ...], workdir: Path) -> None:
+    def __init__(
+        self,
+        host: Host,
+        name: str,
+        peers: tuple[str, ...],
+        workdir: Path,
+        *,
+        private_key: Path | None = None,
+        authenticators: dict[str, bytes] | None = None,
+    ) -> None:
         self.host, self.name, self.peers, self.workdir = host, name, peers, workdir
+        self.private_key = private_key  # auth: pubkey with this key, else the PSK
+        self.authenticators = dict(authenticators or {})  # what BGP told: peer -> RFC 5566 §4
         self.needs = tuple(
             IpsecNeed(
                 TUNNEL.format(peer=peer),
@@ -113,11 +135,10 @@ class AgentNode:
         self.thread.start()
 
         def begin() -> None:
-            self.agent = IpsecAgent(
-                config_for(self.name, self.peers, self.workdir), netns=self.host.name
-            )
+            config = config_for(self.name, self.peers, self.workdir, PSK, self.private_key)
+            self.agent = IpsecAgent(config, netns=self.host.name)
             self.agent.start()
-            self.agent.sync(self.needs, {})
+            self.agent.sync(self.needs, dict(self.authenticators))
 
         self.call(begin)
 
@@ -154,6 +175,22 @@ class AgentNode:
         agent = self.agent
         config = config_for(self.name, self.peers, self.workdir, psk)
         self.call(lambda: agent.reconfigure(config))
+
+    def reload_with_key(self, private_key: Path) -> None:
+        """An operator's key rotation with public keys: new private key file, reload."""
+        assert self.agent is not None
+        agent = self.agent
+        self.private_key = private_key
+        config = config_for(self.name, self.peers, self.workdir, PSK, private_key)
+        self.call(lambda: agent.reconfigure(config))
+
+    def learn(self, authenticators: dict[str, bytes]) -> None:
+        """What BGP brings: the peers' authenticators (a reconcile syncs the agent)."""
+        assert self.agent is not None
+        agent = self.agent
+        self.authenticators.update(authenticators)
+        known = dict(self.authenticators)
+        self.call(lambda: agent.sync(self.needs, known))
 
     def summary(self) -> dict[str, Any]:
         assert self.agent is not None
@@ -243,3 +280,18 @@ class CoreCapture:
         islands = " or ".join(f"host {address}" for address in ISLAND.values())
         out = host.run("tcpdump", "-n", "-r", str(self.file), islands, check=False)
         return len([line for line in out.splitlines() if line.strip() and "reading" not in line])
+
+
+def write_key(path: Path) -> bytes:
+    """A new ECDSA P-256 private key at `path` (0600); returns its RFC 5566 authenticator."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return public_key_authenticator(key.public_key())

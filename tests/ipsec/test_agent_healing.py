@@ -26,6 +26,7 @@ from afbr.lab.ipsec_agent_lab import (
     outage,
     ping_once,
     wait_until,
+    write_key,
 )
 from afbr.lab.netns import Host, Lab
 
@@ -257,6 +258,49 @@ def test_an_xfrm_install_failing_for_one_peer_of_three_is_retried_alone(
         wait_until(
             lambda: nodes["a"].summary()["peers_without_sa"] == [], 10, "A to report all keyed"
         )
+    finally:
+        for node in nodes.values():
+            node.stop()
+
+
+def test_a_private_key_rotation_by_reload_loses_nothing_and_leaks_nothing(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Public keys (RFC 5566 §4 authenticators, as BGP carries them): A gets a new private key
+    and reloads; B learns A's new authenticator a second later.  A's new IKE SA is refused
+    until then and retried; the old SAs forward meanwhile; then the new ones take over."""
+    hosts = agent_topology(lab)
+    keys = tmp_path / "keys"
+    auth_a, auth_b = write_key(keys / "a.pem"), write_key(keys / "b.pem")
+    nodes: dict[str, AgentNode] = {}
+    try:
+        for name, peer, auth in (("a", "b", auth_b), ("b", "a", auth_a)):
+            nodes[name] = AgentNode(
+                hosts[name],
+                name,
+                (peer,),
+                tmp_path / name,
+                private_key=keys / f"{name}.pem",
+                authenticators={CORE[peer]: auth},
+            )
+        wait_until(lambda: keyed(hosts), 30, "the first CHILD SA")
+        capture = CoreCapture(hosts["a"], "eth0", tmp_path)
+        pinger = Pinger(hosts["a"], ISLAND["a"], ISLAND["b"])
+        time.sleep(1.0)
+        before = {sa["spi_in"] for sa in nodes["a"].sas()}
+        new_auth_a = write_key(keys / "a2.pem")
+        nodes["a"].reload_with_key(keys / "a2.pem")
+        time.sleep(1.0)
+        nodes["b"].learn({CORE["a"]: new_auth_a})
+
+        def new_sa_in_kernel() -> bool:
+            return any(sa["in_kernel"] and sa["spi_in"] not in before for sa in nodes["a"].sas())
+
+        wait_until(new_sa_in_kernel, RECOVERY_LIMIT, "a CHILD SA under the new key")
+        time.sleep(6.0)  # the old pairs go after the switch
+        assert lost(pinger.stop()) == [], "pings lost across the key rotation"
+        assert capture.clear_text(hosts["a"]) == 0
+        assert {sa["spi_in"] for sa in nodes["a"].sas()} & before == set()
     finally:
         for node in nodes.values():
             node.stop()
