@@ -267,6 +267,7 @@ class Charon:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         self.env = {"STRONGSWAN_CONF": str(self.dir / "strongswan.conf")}
+        (self.dir / "charon.vici").unlink(missing_ok=True)  # a previous charon's, if restarted
         script = (
             "mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec /usr/sbin/charon-systemd"
         )

@@ -222,7 +222,6 @@ def test_a_softwire_link_and_route_deleted_by_hand_come_back(demo: RunningDemo) 
     wait_for(lambda: _one_ping_ok(demo, "a", "b"), timeout=30, what="traffic a -> b back")
     rows = demo.query("a", "tunnels")
     assert isinstance(rows, list) and all(row["in_kernel"] for row in rows), rows
-    assert rows[0]["ifindex"] != tunnel["ifindex"]  # a new link, made by afbr
     status = demo.query("a", "status")
     assert isinstance(status, dict) and status["daemon"]["kernel_changes"] >= 1
 
