@@ -29,13 +29,11 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
-from afbr.bgp.keyfile import load_key_file
 from afbr.config import AfbrConfig
+from afbr.daemon.ipsec_activity import log_ike_event
+from afbr.daemon.ipsec_credentials import ike_config, load_psks, local_private_key, public_key_bytes
 from afbr.daemon.ipsec_keeper import (
     Action,
     IkeSaView,
@@ -58,30 +56,16 @@ from afbr.dataplane.xfrm_policy import (
 from afbr.dataplane.xfrm_socket import XfrmKernelError, XfrmSocket
 from afbr.encap.model import IpsecNeed
 from afbr.ipsec import (
-    ESP_AES_CBC_SHA256,
-    ESP_AES_GCM_128,
-    ESP_AES_GCM_256,
-    ESP_NULL_SHA256,
-    IKE_AES_CBC_SHA256,
-    IKE_AES_GCM_128,
-    IKE_AES_GCM_256,
-    AlgorithmSuite,
     AuthenticationFailed,
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaRekeyed,
-    Identity,
     IkeConfig,
     IkeDispatcher,
     IkeEvent,
     IkeSa,
     IkeSaDeleted,
-    IkeSaEstablished,
     IkeState,
-    KeyCredential,
-    PeerTrust,
-    PskCredential,
-    Timers,
 )
 from afbr.ipsec.udp_adapter import IKE_PORT, IkeUdpAdapter
 from afbr.ipsec.xfrm_adapter import InstalledChild, PeerBinding, XfrmChildInstaller
@@ -93,25 +77,6 @@ KERNEL_CHECK_INTERVAL = 30.0  # the kernel is re-read at least this often, event
 KERNEL_EVENT_DELAY = 0.1  # after an XFRM deletion: a flush comes as a burst, read once after it
 AUTH_CHANGE_GRACE = 5.0  # seconds the peer has to start over itself after a key rotation
 POLICIES_PER_PEER = 6  # route-based: in, out, fwd for IPv4 and IPv6 (xfrm_policy)
-
-ESP_SUITES: dict[str, AlgorithmSuite] = {
-    "aes-gcm-16-128": ESP_AES_GCM_128,
-    "aes-gcm-16-256": ESP_AES_GCM_256,
-    "aes-cbc-256-sha256": ESP_AES_CBC_SHA256,
-    "null-sha256": ESP_NULL_SHA256,  # RFC 5619 §4.4.2: integrity only, always offered
-}
-IKE_SUITES: dict[str, AlgorithmSuite] = {
-    "aes-gcm-16-128-prf-sha256-ecp256": IKE_AES_GCM_128,
-    "aes-gcm-16-256-prf-sha512-x25519": IKE_AES_GCM_256,
-    "aes-cbc-256-sha256-modp2048": IKE_AES_CBC_SHA256,
-}
-
-
-def local_private_key(config: AfbrConfig) -> Any:
-    """This AFBR's private key (auth: pubkey), or None."""
-    if config.ipsec.auth != "pubkey" or config.ipsec.private_key is None:
-        return None
-    return serialization.load_pem_private_key(config.ipsec.private_key.read_bytes(), None)
 
 
 @dataclass(frozen=True)
@@ -155,7 +120,7 @@ class IpsecAgent:
             "kernel_check_errors": 0,
             "duplicates_removed": 0,
         }
-        self._psks = self.load_psks(config)
+        self._psks = load_psks(config)
         self._private_key = local_private_key(config)
         self._kernel: set[tuple[str, int]] = set()  # (destination, SPI) of afbr's SAs, as read
         self._policy_ifs: dict[int, int] = {}  # if_id -> policies the kernel holds
@@ -501,37 +466,9 @@ class IpsecAgent:
         remote = address[0]
         if remote not in self.peers:
             return None  # RFC 5619 §4.4.2: only AFBRs we have a softwire to
-        ipsec = self.config.ipsec
-        if self._private_key is not None:
-            credential: Any = KeyCredential(self._private_key)
-            trust = PeerTrust(authenticator=self.authenticators.get(remote))
-        else:
-            psk = self._psks.get("mesh" if ipsec.group_psk else remote)
-            if psk is None:
-                log.error("no IKE pre-shared key for %s in %s", remote, ipsec.keys_file)
-                return None
-            credential = PskCredential(psk, group=ipsec.group_psk)
-            trust = PeerTrust(psk=credential)
-        return IkeConfig(
-            local_id=Identity.address(str(self.config.core.address)),
-            remote_id=Identity.address(remote),
-            credential=credential,
-            peer_trust=trust,
-            ike_proposals=tuple(IKE_SUITES[name] for name in ipsec.ike),
-            esp_proposals=tuple(ESP_SUITES[name] for name in ipsec.esp),
-            timers=Timers(
-                dpd_delay=float(ipsec.dpd_seconds),
-                child_rekey=float(ipsec.rekey_seconds),
-                child_lifetime=ipsec.rekey_seconds * 1.1,
-            ),
+        return ike_config(
+            self.config, remote, self._psks, self._private_key, self.authenticators.get(remote)
         )
-
-    @staticmethod
-    def load_psks(config: AfbrConfig) -> dict[str, bytes]:
-        if config.ipsec.auth != "psk" or config.ipsec.keys_file is None:
-            return {}
-        ring = load_key_file(Path(config.ipsec.keys_file))
-        return {name: secret.reveal() for name, secret in ring.items()}
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -549,9 +486,9 @@ class IpsecAgent:
         """A reload: new IKE SAs use the new credentials and proposals; the IKE SAs whose
         credentials changed start over, make-before-break (their SAs keep forwarding until
         the new ones are up), so the key in use always matches the one advertised."""
-        psks = self.load_psks(config)
+        psks = load_psks(config)
         key = local_private_key(config)
-        every_peer = config.ipsec != self.config.ipsec or _public_bytes(key) != _public_bytes(
+        every_peer = config.ipsec != self.config.ipsec or public_key_bytes(key) != public_key_bytes(
             self._private_key
         )
         changed = [
@@ -570,67 +507,15 @@ class IpsecAgent:
     # -- events --------------------------------------------------------------------------
 
     def _on_event(self, event: IkeEvent) -> None:
-        if isinstance(event, IkeSaEstablished):
-            log.info(
-                "IKE SA up with %s",
-                event.remote_addr[0],
-                extra={
-                    "event": "ike-up",
-                    "peer": event.remote_addr[0],
-                    "ike_sa": str(event.ike_sa),
-                },
-            )
-        elif isinstance(event, ChildSaEstablished):
+        log_ike_event(event)  # RFC 5619 §3.4.1
+        if isinstance(event, ChildSaEstablished):
             self.counters["sa_up"] += 1
-            log.info(
-                "CHILD SA up with %s (SPIs in %08x out %08x)",
-                event.child.inbound.source,
-                event.child.inbound.spi,
-                event.child.outbound.spi,
-                extra={
-                    "event": "sa-up",
-                    "peer": event.child.inbound.source,
-                    "spi_in": f"{event.child.inbound.spi:08x}",
-                    "spi_out": f"{event.child.outbound.spi:08x}",
-                },
-            )
         elif isinstance(event, ChildSaRekeyed):
             self.counters["sa_rekeyed"] += 1
-            log.info(
-                "CHILD SA with %s rekeyed (SPIs in %08x out %08x)",
-                event.child.inbound.source,
-                event.child.inbound.spi,
-                event.child.outbound.spi,
-                extra={
-                    "event": "sa-rekeyed",
-                    "peer": event.child.inbound.source,
-                    "spi_in": f"{event.child.inbound.spi:08x}",
-                    "spi_out": f"{event.child.outbound.spi:08x}",
-                },
-            )
-        elif isinstance(event, ChildSaDeleted):
-            log.info(
-                "CHILD SA %08x down: %s",
-                event.inbound_spi,
-                event.reason,
-                extra={"event": "sa-down", "spi_in": f"{event.inbound_spi:08x}"},
-            )
-        elif isinstance(event, IkeSaDeleted):
-            log.info(
-                "IKE SA %s down: %s",
-                event.ike_sa,
-                event.reason,
-                extra={"event": "ike-down", "ike_sa": str(event.ike_sa), "reason": event.reason},
-            )
-            self._arm(0.0)  # the keeper starts a new one if the peer is still wanted
         elif isinstance(event, AuthenticationFailed):
             self.counters["ike_auth_failures"] += 1
-            log.warning(
-                "IKE authentication with %s failed: %s",
-                event.remote_addr[0],
-                event.reason,
-                extra={"event": "auth-failed", "peer": event.remote_addr[0]},
-            )
+        elif isinstance(event, IkeSaDeleted):
+            self._arm(0.0)  # the keeper starts a new one if the peer is still wanted
         if isinstance(event, ChildSaEstablished | ChildSaRekeyed | ChildSaDeleted):
             self._kernel_stale = True  # the installer changed the kernel (or failed to)
             self._arm(KERNEL_EVENT_DELAY)
@@ -687,13 +572,3 @@ class IpsecAgent:
                 }
             )
         return out
-
-
-def _public_bytes(key: Any) -> bytes | None:
-    if key is None:
-        return None
-    return bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )

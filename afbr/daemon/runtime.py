@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from afbr import __version__
 from afbr.bgp.control_plane import BgpControlPlane
@@ -38,39 +38,21 @@ from afbr.bgp.keyfile import KeyRing, load_key_file
 from afbr.bgp.mesh_view import MeshView
 from afbr.bgp.session_config import DEFAULT_RESTART_TIME, BgpSessionConfig
 from afbr.config import AfbrConfig, load_config
+from afbr.daemon import views
 from afbr.daemon.activity_log import DROP_LOG_INTERVAL, FilteredPackets, log_session_event
 from afbr.daemon.control_socket import ControlServer, Handler
-from afbr.daemon.daemon_metrics import mesh_metrics, status_metrics
 from afbr.daemon.instance_lock import InstanceLock
-from afbr.daemon.ipsec_agent import IpsecAgent, local_private_key
+from afbr.daemon.ipsec_agent import IpsecAgent
+from afbr.daemon.ipsec_credentials import load_psks, local_private_key
 from afbr.daemon.supervisor import Backoff, Supervisor
 from afbr.daemon.sync_scheduler import STARTUP_GRACE, Reason, SyncScheduler
 from afbr.daemon.tcp_md5_watch import CHECK_INTERVAL, TcpMd5Watch, read_md5_counters
+from afbr.daemon.views import Softwires
 from afbr.dataplane.rtnl_events import RtnlDeletionListener
 from afbr.ipsec import public_key_authenticator
 from afbr.metrics import Metric, MetricsServer
 
 log = logging.getLogger("afbr.daemon")
-
-
-class Softwires(Protocol):
-    """What the daemon needs of the dataplane side (see afbr.daemon.softwire_sync)."""
-
-    ipsec: IpsecAgent | None
-
-    async def sync_in_worker(
-        self, control_plane: BgpControlPlane, config: AfbrConfig
-    ) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-    def tunnels(self) -> list[dict[str, Any]]: ...
-
-    def tunnel_of(self, prefix: str) -> str | None: ...
-
-    def counters(self) -> dict[str, int]: ...
-
-    async def refresh_in_worker(self) -> None: ...
 
 
 class AfbrDaemon:
@@ -285,7 +267,7 @@ class AfbrDaemon:
                 raise ValueError(f"{what} changed ({old_value} -> {new_value}): restart afbr")
         if new.ipsec.enabled:  # the credentials load, or nothing changes
             local_private_key(new)
-            IpsecAgent.load_psks(new)
+            load_psks(new)
 
     def _reload_ipsec(self, new: AfbrConfig) -> None:
         """Start, stop or reconfigure the IKE agent as the new config says."""
@@ -473,84 +455,19 @@ class AfbrDaemon:
         }
 
     def status(self) -> dict[str, Any]:
-        rib = self.control_plane.rib
-        return {
-            "version": __version__,
-            "role": self.config.role,
-            "router_id": str(self.config.router_id),
-            "core": f"IPv{self.config.core.family} {self.config.core.address}",
-            "uptime_seconds": round(time.time() - self.started),
-            "exabgp": {
-                "state": self.supervisor.state if self.supervisor else "stopped",
-                "restarts": self.supervisor.restarts if self.supervisor else 0,
-            },
-            "neighbors": self.md5_watch.annotate(
-                [
-                    {
-                        "address": str(n.address),
-                        "state": "up" if str(n.address) in rib.neighbors_up else "down",
-                        "md5": n.md5_key is not None,
-                    }
-                    for n in self.config.bgp.neighbors
-                ]
-            ),
-            "routes": len(rib),
-            "tunnels": sum(1 for t in self.softwires.tunnels() if t["in_kernel"])
-            if self.softwires
-            else 0,
-            "ipsec": self.ipsec.summary() if self.ipsec is not None else {"enabled": False},
-            "drops": {
-                **rib.counters,
-                **(self.softwires.counters() if self.softwires else {}),
-            },
-            "daemon": self.counters,
-            "reload": self.last_reload or {"result": "none"},
-        }
+        return views.status(self)
 
     def routes(self) -> list[dict[str, Any]]:
-        out = []
-        for prefix, path in sorted(self.control_plane.rib.best_paths()):
-            out.append(
-                {
-                    "prefix": prefix,
-                    "endpoint": str(path.endpoint),
-                    "neighbor": path.neighbor,
-                    "encaps": [int(t.tunnel.tunnel_type) for t in path.tunnels],
-                    "tunnel": self.softwires.tunnel_of(prefix) if self.softwires else None,
-                }
-            )
-        return out
+        return views.routes(self)
 
     def audit(self) -> list[dict[str, str]]:
-        from afbr.daemon.audit import audit_running  # noqa: PLC0415 - keeps start-up light
-
-        rows = audit_running(self.config, self.status())
-        if self.mesh_view is not None:
-            rows += [
-                {
-                    "requirement": f"mesh: AFBR {f['afbr']}",
-                    "rfc": f["rfc"],
-                    "status": "fail",
-                    "why": f["why"],
-                }
-                for f in self.mesh_view.audit()
-            ]
-        return rows
+        return views.audit(self)
 
     def mesh(self) -> dict[str, Any]:
-        """The side-car's view of every AFBR (an AFBR sees only its best paths: `routes`)."""
-        if self.mesh_view is None:
-            return {"role": self.config.role, "afbrs": {}, "conflicts": {}}
-        return {
-            "role": self.config.role,
-            "afbrs": self.mesh_view.afbrs(),
-            "conflicts": self.mesh_view.conflicts(),
-            "findings": self.mesh_view.audit(),
-        }
+        return views.mesh(self)
 
     def metrics(self) -> list[Metric]:
-        mesh = mesh_metrics(self.mesh_view.summary()) if self.mesh_view is not None else []
-        return status_metrics(self.status()) + mesh
+        return views.metrics(self)
 
     # -- helpers ---------------------------------------------------------------------------
 

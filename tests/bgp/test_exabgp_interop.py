@@ -152,8 +152,10 @@ def record_exabgp_api(lab: Lab, workdir: Path) -> list[str]:
         ),
         cli=False,
     ).start()
-    wait_until(
-        lambda: "192.0.2.128/25" in record.read_text(),
+    wait_until(  # the last route, and both withdraws (ExaBGP may send them after it)
+        lambda: (
+            "192.0.2.128/25" in record.read_text() and record.read_text().count('"withdraw"') >= 2
+        ),
         timeout=40,
         what=f"the last route at B\n{announcer.log_tail()}\n{receiver.log_tail()}",
     )

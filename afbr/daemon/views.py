@@ -1,0 +1,152 @@
+"""The daemon's read-only views (status, routes, audit, mesh, metrics): what the control
+socket and /metrics serve, read from the parts the runtime wires together (`ViewSource`).
+Nothing here changes state; the softwire and IPsec parts answer from what they last read from
+the kernel."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from afbr import __version__
+from afbr.bgp.control_plane import BgpControlPlane
+from afbr.bgp.mesh_view import MeshView
+from afbr.bgp.tunnel_encap import TunnelType
+from afbr.config import AfbrConfig
+from afbr.daemon.audit import audit_running
+from afbr.daemon.daemon_metrics import mesh_metrics, status_metrics
+from afbr.daemon.ipsec_agent import IpsecAgent
+from afbr.daemon.supervisor import Supervisor
+from afbr.daemon.tcp_md5_watch import TcpMd5Watch
+from afbr.metrics import Metric
+
+
+class Softwires(Protocol):
+    """What the daemon needs of the dataplane side (see afbr.daemon.softwire_sync)."""
+
+    ipsec: IpsecAgent | None
+
+    async def sync_in_worker(
+        self, control_plane: BgpControlPlane, config: AfbrConfig
+    ) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+    def tunnels(self) -> list[dict[str, Any]]: ...
+
+    def tunnel_of(self, prefix: str) -> str | None: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+    async def refresh_in_worker(self) -> None: ...
+
+
+class ViewSource(Protocol):
+    """What the views read (afbr.daemon.runtime.AfbrDaemon has it)."""
+
+    config: AfbrConfig
+    started: float
+    supervisor: Supervisor | None
+    control_plane: BgpControlPlane
+    softwires: Softwires | None
+    ipsec: IpsecAgent | None
+    counters: dict[str, int]
+    md5_watch: TcpMd5Watch
+    last_reload: dict[str, Any]
+    mesh_view: MeshView | None
+
+
+def status(self: ViewSource) -> dict[str, Any]:
+    """`afbr status`: identity, ExaBGP, neighbors (with TCP-MD5 diagnosis), routes, softwires
+    and IPsec as the kernel has them, drops, the daemon's counters, the last reload."""
+    rib = self.control_plane.rib
+    return {
+        "version": __version__,
+        "role": self.config.role,
+        "router_id": str(self.config.router_id),
+        "core": f"IPv{self.config.core.family} {self.config.core.address}",
+        "uptime_seconds": round(time.time() - self.started),
+        "exabgp": {
+            "state": self.supervisor.state if self.supervisor else "stopped",
+            "restarts": self.supervisor.restarts if self.supervisor else 0,
+        },
+        "neighbors": self.md5_watch.annotate(
+            [
+                {
+                    "address": str(n.address),
+                    "state": "up" if str(n.address) in rib.neighbors_up else "down",
+                    "md5": n.md5_key is not None,
+                }
+                for n in self.config.bgp.neighbors
+            ]
+        ),
+        "routes": len(rib),
+        "tunnels": sum(1 for t in self.softwires.tunnels() if t["in_kernel"])
+        if self.softwires
+        else 0,
+        "ipsec": self.ipsec.summary() if self.ipsec is not None else {"enabled": False},
+        "drops": {
+            **rib.counters,
+            **(self.softwires.counters() if self.softwires else {}),
+        },
+        "daemon": self.counters,
+        "reload": self.last_reload or {"result": "none"},
+    }
+
+
+def routes(self: ViewSource) -> list[dict[str, Any]]:
+    """`afbr routes`: each remote client prefix, its endpoint, encapsulations and softwire."""
+    out = []
+    for prefix, path in sorted(self.control_plane.rib.best_paths()):
+        out.append(
+            {
+                "prefix": prefix,
+                "endpoint": str(path.endpoint),
+                "neighbor": path.neighbor,
+                "encaps": [int(t.tunnel.tunnel_type) for t in path.tunnels],
+                "tunnel": self.softwires.tunnel_of(prefix) if self.softwires else None,
+            }
+        )
+    return out
+
+
+def audit(self: ViewSource) -> list[dict[str, str]]:
+    """`afbr audit`: the RFC 5565/5619 rows, and on a side-car the mesh's findings."""
+    rows = audit_running(self.config, status(self))
+    if self.mesh_view is not None:
+        rows += [
+            {
+                "requirement": f"mesh: AFBR {f['afbr']}",
+                "rfc": f["rfc"],
+                "status": "fail",
+                "why": f["why"],
+            }
+            for f in self.mesh_view.audit()
+        ]
+    return rows
+
+
+def mesh(self: ViewSource) -> dict[str, Any]:
+    """The side-car's view of every AFBR (an AFBR sees only its best paths: `routes`)."""
+    if self.mesh_view is None:
+        return {"role": self.config.role, "afbrs": {}, "conflicts": {}}
+    return {
+        "role": self.config.role,
+        "afbrs": self.mesh_view.afbrs(),
+        "conflicts": self.mesh_view.conflicts(),
+        "findings": self.mesh_view.audit(),
+    }
+
+
+def metrics(self: ViewSource) -> list[Metric]:
+    """Prometheus metrics: the status's, and on a side-car the mesh view's."""
+    mesh = mesh_metrics(self.mesh_view.summary()) if self.mesh_view is not None else []
+    return status_metrics(status(self)) + mesh
+
+
+def _encap_name(tunnel_type: int) -> str:
+    """IANA's name of a tunnel type (RFC 9012 registry), or its number."""
+    try:
+        return TunnelType(tunnel_type).name.lower().replace("_", "-")
+    except ValueError:
+        return str(tunnel_type)
