@@ -263,7 +263,10 @@ class IpsecAgent:
             self._recheck_changed_authenticators(now)
             index = self._index()
             for remote in list(self.peers):
-                for action in self.keeper.decide(self._view(remote, index), now):
+                view = self._view(remote, index)
+                if view.keyed and view.initiating:
+                    self._drop_attempts(remote, "the peer is keyed by another IKE SA")
+                for action in self.keeper.decide(view, now):
                     self._act(action)
                 self._resolve_duplicates(remote, index.ike_sas.get(remote, []))
         except Exception:  # a bug must not stop the keeping of every other peer for good
@@ -375,12 +378,17 @@ class IpsecAgent:
         ike_config = self._config_for((remote, IKE_PORT))
         if peer is None or ike_config is None:
             return
-        for sa in self._ike_sas(remote):  # an attempt of ours still under way is dropped
-            if sa.is_initiator and sa.state in (IkeState.INIT_SENT, IkeState.AUTH_SENT):
-                self._close(sa, "superseded by a new attempt")
+        self._drop_attempts(remote, "superseded by a new attempt")
         log.info("starting IKE with %s (%s)", remote, reason, extra={"event": "ike-initiate"})
         local = (str(peer.need.local), IKE_PORT)
         self.adapter.connect(ike_config, local, (remote, IKE_PORT))
+
+    def _drop_attempts(self, remote: str, reason: str) -> None:
+        """Forget our IKE_SA_INIT/IKE_AUTH attempts with `remote`: a late answer to one would
+        bring up a second IKE SA whose INITIAL_CONTACT makes the peer drop the one in use."""
+        for sa in self._ike_sas(remote):
+            if sa.is_initiator and sa.state in (IkeState.INIT_SENT, IkeState.AUTH_SENT):
+                self._close(sa, reason)
 
     def _repair(self, remote: str, inbound_spi: int) -> None:
         self.counters["kernel_repairs"] += 1

@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass
 
 from afbr.dataplane.rtnl_wire import RouteKey, attr
-from afbr.dataplane.xfrm import IF_ID_MAX, IF_ID_MIN
+from afbr.dataplane.xfrm_wire import IF_ID_MAX, IF_ID_MIN
 from afbr.encap.model import L2TP_KINDS, DesiredState, EncapKind, TunnelSpec
 
 ALIAS_PREFIX = "afbr:"

@@ -23,6 +23,7 @@ import errno
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from afbr.dataplane import xfrm_wire
 from afbr.dataplane.xfrm_records import UserSaInfo
 from afbr.dataplane.xfrm_socket import (
     NLM_F_CREATE,
@@ -58,10 +59,12 @@ from afbr.dataplane.xfrm_wire import (
     unpack_encap,
 )
 
+# afbr's xfrm interface ids live with the wire constants (no I/O), so the pure kernel_plan can
+# import them without loading this module's socket; re-exported for the XFRM adapters
+IF_ID_MIN = xfrm_wire.IF_ID_MIN
+IF_ID_MAX = xfrm_wire.IF_ID_MAX
 REQID_MIN = 0xAFB0_0000  # afbr's reqid range: states and policy templates it owns
 REQID_MAX = 0xAFB0_FFFF
-IF_ID_MIN = 0xAFB0_0001  # afbr's xfrm interface ids (if_id 0 is "none" to the kernel)
-IF_ID_MAX = 0xAFB0_FFFF
 NAT_T_PORT = 4500  # RFC 3948 / RFC 7296 §2.23
 LEGACY_REPLAY_MAX = 32  # the legacy replay bitmap is one u32; wider windows need the ESN form
 

@@ -22,6 +22,8 @@ AF_INET = 2
 AF_INET6 = 10
 IPPROTO_ESP = 50
 XFRM_INF = 0xFFFF_FFFF_FFFF_FFFF  # "no limit" in xfrm_lifetime_cfg
+IF_ID_MIN = 0xAFB0_0001  # afbr's xfrm interface ids (if_id 0 is "none" to the kernel)
+IF_ID_MAX = 0xAFB0_FFFF
 
 
 class XfrmDecodeError(ValueError):
@@ -255,10 +257,15 @@ REPLAY_ESN_HEAD = struct.Struct("=6I")  # bmp_len oseq seq oseq_hi seq_hi replay
 USER_EXPIRE_TAIL = struct.Struct("=B7x")
 USER_ACQUIRE_TAIL = struct.Struct("=IIII")  # aalgos ealgos calgos seq (after id/saddr/sel/pol)
 
-assert USERSA_INFO.size == 224
-assert USERPOLICY_INFO.size == 168
-assert USER_TMPL.size == 64
-assert USERSA_ID.size == 24
+# the kernel's layouts (x86-64): checked explicitly, since `assert` vanishes under `python -O`
+for _struct, _size in (
+    (USERSA_INFO, 224),
+    (USERPOLICY_INFO, 168),
+    (USER_TMPL, 64),
+    (USERSA_ID, 24),
+):
+    if _struct.size != _size:
+        raise ImportError(f"xfrm struct {_struct.format} is {_struct.size} bytes, not {_size}")
 
 
 def pack_encap(sport: int, dport: int) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -56,7 +56,7 @@ OUR_HASH_ALGORITHMS = (
 class PskCredential:
     """A pre-shared key; `group` marks a key shared by more than one pair (RFC 5619 §3.5.2)."""
 
-    key: bytes
+    key: bytes = field(repr=False)  # secret: kept out of repr() and so out of logs
     group: bool = False
 
     def __post_init__(self) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from afbr.ipsec.ike_child import ChildSa, check_narrowed, narrow
 from afbr.ipsec.ike_config import IpsecMode
 from afbr.ipsec.ike_constants import NotifyType, PayloadType, ProtocolId
@@ -31,12 +29,10 @@ from afbr.ipsec.ike_proposals import (
     select_proposal,
     suite_of_reply,
 )
-
-if TYPE_CHECKING:
-    from afbr.ipsec.ike_sa import IkeSa
+from afbr.ipsec.ike_sa_state import IkeSaRecord
 
 
-def new_child_spi(sa: IkeSa) -> int:
+def new_child_spi(sa: IkeSaRecord) -> int:
     """A fresh inbound ESP SPI (RFC 4303 §2.1: 1-255 are reserved)."""
     while True:
         spi = int.from_bytes(sa.random(4), "big")
@@ -45,7 +41,7 @@ def new_child_spi(sa: IkeSa) -> int:
 
 
 def offered_suites(
-    sa: IkeSa, pfs_group: DhGroup | None, rekeying: AlgorithmSuite | None = None
+    sa: IkeSaRecord, pfs_group: DhGroup | None, rekeying: AlgorithmSuite | None = None
 ) -> tuple[AlgorithmSuite, ...]:
     """What a CHILD SA request offers.  A rekey offers the old SA's algorithms first and never
     falls back from encryption to integrity-only ESP (no downgrade by rekeying)."""
@@ -63,7 +59,7 @@ def offered_suites(
 
 
 def child_offer(
-    sa: IkeSa,
+    sa: IkeSaRecord,
     spi: int,
     suites: tuple[AlgorithmSuite, ...],
     selectors: tuple[tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]] | None = None,
@@ -102,7 +98,7 @@ def _child_parts(message: IkeMessage) -> tuple[SaPayload, TsPayload, TsPayload]:
     return sa_payload, ts_i, ts_r
 
 
-def _mode_of(sa: IkeSa, message: IkeMessage) -> IpsecMode:
+def _mode_of(sa: IkeSaRecord, message: IkeMessage) -> IpsecMode:
     asked = message.notify(NotifyType.USE_TRANSPORT_MODE) is not None
     wanted = sa.config.mode == IpsecMode.TRANSPORT
     if asked != wanted:  # RFC 7296 §1.3.1: both must agree, afbr's policy is fixed per peer
@@ -111,7 +107,7 @@ def _mode_of(sa: IkeSa, message: IkeMessage) -> IpsecMode:
 
 
 def _make_child(
-    sa: IkeSa,
+    sa: IkeSaRecord,
     *,
     spis: tuple[int, int],
     suite: AlgorithmSuite,
@@ -146,7 +142,7 @@ def _make_child(
 
 
 def respond_child(
-    sa: IkeSa, message: IkeMessage, nonces: tuple[bytes, bytes], shared: bytes, now: float
+    sa: IkeSaRecord, message: IkeMessage, nonces: tuple[bytes, bytes], shared: bytes, now: float
 ) -> tuple[tuple[Payload, ...], ChildSa]:
     """Responder: choose a proposal, narrow the selectors, derive keys."""
     sa_payload, ts_i, ts_r = _child_parts(message)
@@ -189,7 +185,7 @@ def respond_child(
 
 
 def accept_child(
-    sa: IkeSa,
+    sa: IkeSaRecord,
     message: IkeMessage,
     our_spi: int,
     *,
@@ -237,7 +233,7 @@ def _known(notify_type: int) -> NotifyType:
         return NotifyType.NO_PROPOSAL_CHOSEN
 
 
-def child_params(sa: IkeSa, child: ChildSa) -> ChildSaParams:
+def child_params(sa: IkeSaRecord, child: ChildSa) -> ChildSaParams:
     timers = sa.config.timers
     return child.params(
         sa.local_addr[0],
@@ -247,6 +243,6 @@ def child_params(sa: IkeSa, child: ChildSa) -> ChildSaParams:
     )
 
 
-def install_child(sa: IkeSa, child: ChildSa, *, responder: bool = False) -> None:
+def install_child(sa: IkeSaRecord, child: ChildSa, *, responder: bool = False) -> None:
     sa.children[child.inbound_spi] = child
     sa.emit(ChildSaEstablished(sa.id, child_params(sa, child), responder=responder))

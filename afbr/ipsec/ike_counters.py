@@ -15,6 +15,7 @@ class BadInput(Enum):
     OVERSIZED = "oversized"
     MALFORMED = "malformed"  # decodes as IKE but a payload is invalid
     REPLAYED = "replayed"  # a request we already answered (answered again from the cache)
+    RATE_LIMITED = "rate-limited"  # a retransmitted request not answered again: too soon
     OUT_OF_WINDOW = "out-of-window"  # message id outside the window, or unsolicited response
     UNKNOWN_SPI = "unknown-spi"
     UNKNOWN_PEER = "unknown-peer"  # IKE_SA_INIT from an address with no configuration

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -62,14 +62,15 @@ def prf_output_length(prf_id: PrfId) -> int:
 class IkeKeys:
     """SKEYSEED and the seven keys of RFC 7296 §2.14."""
 
-    skeyseed: bytes
-    sk_d: bytes
-    sk_ai: bytes
-    sk_ar: bytes
-    sk_ei: bytes
-    sk_er: bytes
-    sk_pi: bytes
-    sk_pr: bytes
+    # secrets all: kept out of repr() and so out of logs and tracebacks
+    skeyseed: bytes = field(repr=False)
+    sk_d: bytes = field(repr=False)
+    sk_ai: bytes = field(repr=False)
+    sk_ar: bytes = field(repr=False)
+    sk_ei: bytes = field(repr=False)
+    sk_er: bytes = field(repr=False)
+    sk_pi: bytes = field(repr=False)
+    sk_pr: bytes = field(repr=False)
 
 
 def derive_ike_keys(
@@ -107,10 +108,10 @@ def derive_ike_keys(
 class ChildKeys:
     """KEYMAT split as RFC 7296 §2.17 orders it: initiator-to-responder first."""
 
-    encr_i: bytes
-    integ_i: bytes
-    encr_r: bytes
-    integ_r: bytes
+    encr_i: bytes = field(repr=False)  # secrets: kept out of repr()
+    integ_i: bytes = field(repr=False)
+    encr_r: bytes = field(repr=False)
+    integ_r: bytes = field(repr=False)
 
 
 def derive_child_keys(
@@ -139,8 +140,8 @@ class SkCipher:
     """One direction's SK payload protection: encryption key (with salt) and integrity key."""
 
     suite: AlgorithmSuite
-    encryption_key: bytes
-    integrity_key: bytes
+    encryption_key: bytes = field(repr=False)  # secrets: kept out of repr()
+    integrity_key: bytes = field(repr=False)
 
     @property
     def iv_length(self) -> int:

@@ -5,9 +5,11 @@ Private values come from the caller's random source so exchanges replay determin
 
 from __future__ import annotations
 
+import functools
+import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
@@ -17,6 +19,8 @@ from afbr.ipsec.ike_errors import IkeError
 from afbr.ipsec.ike_proposals import DhGroup
 
 RandomSource = Callable[[int], bytes]
+
+log = logging.getLogger(__name__)
 
 # RFC 3526 §3: 2048-bit MODP group, generator 2
 MODP_2048_PRIME = int(
@@ -53,7 +57,18 @@ def modp_power(base: int, exponent: int) -> int:
                 return int.from_bytes(private.private_key().exchange(peer), "big")
         except (ValueError, TypeError, AttributeError):
             pass  # fall back to Python below
+    _warn_not_constant_time()
     return pow(base, exponent, MODP_2048_PRIME)
+
+
+@functools.cache
+def _warn_not_constant_time() -> None:
+    """Said once per process: Python's `pow` takes time that depends on the exponent, our
+    private DH value, so a peer timing many exchanges could learn about it."""
+    log.warning(
+        "MODP-2048 (DH group 14) falls back to Python's pow, which is not constant-time; "
+        "prefer ECP-256 or Curve25519 proposals"
+    )
 
 
 PUBLIC_VALUE_LENGTH = {DhGroup.MODP_2048: 256, DhGroup.ECP_256: 64, DhGroup.CURVE25519: 32}
@@ -66,7 +81,8 @@ class DhKeyPair:
 
     group: DhGroup
     public: bytes
-    private: int | ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey  # int: MODP exponent
+    # int: MODP exponent; secret, kept out of repr()
+    private: int | ec.EllipticCurvePrivateKey | x25519.X25519PrivateKey = field(repr=False)
 
 
 def generate_keypair(group: DhGroup, random: RandomSource) -> DhKeyPair:

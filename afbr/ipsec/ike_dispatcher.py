@@ -30,12 +30,8 @@ from afbr.ipsec.ike_events import IkeEvent, IkeSaEstablished, IkeSaRekeyed
 from afbr.ipsec.ike_message import decode_header, decode_message, encode_message
 from afbr.ipsec.ike_payloads import IkeHeader, IkeMessage, NoncePayload, NotifyPayload
 from afbr.ipsec.ike_protect import classify
-from afbr.ipsec.ike_sa import Datagram, IkeSa, IkeState
-
-# the setup/exchange modules register their handlers in ike_sa's tables when imported
-from afbr.ipsec import ike_informational as _informational  # noqa: F401  isort: skip
-from afbr.ipsec import ike_rekey as _rekey  # noqa: F401  isort: skip
-from afbr.ipsec import ike_setup as _setup  # noqa: F401  isort: skip
+from afbr.ipsec.ike_sa import IkeSa
+from afbr.ipsec.ike_sa_state import Datagram, IkeState
 
 COOKIE_SECRET_LIFETIME = 300.0  # seconds; the previous secret stays valid for one more period
 
@@ -59,7 +55,9 @@ class IkeDispatcher:
         self._by_init: dict[tuple[bytes, Address], IkeSa] = {}  # responders by (SPIi, peer)
         self._events: deque[IkeEvent] = deque()
         self._datagrams: list[Datagram] = []
-        self._secrets: list[bytes] = [random(32)]
+        # (VersionIDofSecret, secret), newest first: the version is a counter, not secret bits
+        self._secret_version = 1
+        self._secrets: list[tuple[bytes, bytes]] = [(_version_id(1), random(32))]
         self._secret_rotated: float | None = None
         self._last_unprotected: float | None = None
 
@@ -141,11 +139,16 @@ class IkeDispatcher:
         if self._secret_rotated is None:
             self._secret_rotated = now
         elif now - self._secret_rotated >= COOKIE_SECRET_LIFETIME:
-            self._secrets = [self.random(32), self._secrets[0]]
+            self._secret_version += 1
+            newest = (_version_id(self._secret_version), self.random(32))
+            self._secrets = [newest, self._secrets[0]]
             self._secret_rotated = now
 
     def get_timer(self) -> float | None:
-        deadlines = [min((sa.created_at + 60.0 for sa in self._by_init.values()), default=1e18)]
+        half_open_ends = (
+            sa.created_at + sa.config.timers.half_open_timeout for sa in self._by_init.values()
+        )  # when handle_timer forgets a responder kept to recognise IKE_SA_INIT retransmits
+        deadlines = [min(half_open_ends, default=1e18)]
         deadlines += [
             t
             for sa in {*self.sas.values(), *self._by_init.values()}
@@ -168,8 +171,9 @@ class IkeDispatcher:
         while (event := sa.next_event()) is not None:
             self._events.append(event)
             if isinstance(event, IkeSaRekeyed):
-                self.sas[event.new_sa.local_spi] = event.new_sa
-                self._drain(event.new_sa, now)
+                new = sa.rekeyed_to[event.new_ike_sa]
+                self.sas[new.local_spi] = new
+                self._drain(new, now)
             peer_restarted |= isinstance(event, IkeSaEstablished) and sa.initial_contact
         if peer_restarted:  # make-before-break: the new SA's CHILD SAs first, then the stale go
             self._initial_contact(sa, now)
@@ -236,20 +240,22 @@ class IkeDispatcher:
             self._by_init[(header.spi_i, addr)] = sa
         self._drain(sa, now)
 
-    def _cookie(self, message: IkeMessage, addr: Address, secret: bytes) -> bytes:
+    def _cookie(self, message: IkeMessage, addr: Address, secret: tuple[bytes, bytes]) -> bytes:
         nonce = message.first(PayloadType.NONCE)
         nonce_data = nonce.nonce if isinstance(nonce, NoncePayload) else b""
         packed = ipaddress.ip_address(addr[0]).packed
         # RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
-        digest = hashlib.sha256(nonce_data + packed + message.header.spi_i + secret).digest()
-        return secret[:4] + digest
+        version, key = secret
+        digest = hashlib.sha256(nonce_data + packed + message.header.spi_i + key).digest()
+        return version + digest
 
     def _cookie_ok(self, message: IkeMessage, addr: Address) -> bool:
         first = message.payloads[0] if message.payloads else None
         if not isinstance(first, NotifyPayload) or first.notify_type != NotifyType.COOKIE:
             return False
-        return any(
-            hmac.compare_digest(first.data, self._cookie(message, addr, s)) for s in self._secrets
+        secret = next((s for s in self._secrets if s[0] == first.data[:4]), None)
+        return secret is not None and hmac.compare_digest(
+            first.data, self._cookie(message, addr, secret)
         )
 
     def _send_cookie(
@@ -288,6 +294,12 @@ class IkeDispatcher:
         source = local or (_any_address(addr), IKE_PORT)
         marker = NON_ESP_MARKER if source[1] != IKE_PORT else b""
         self._datagrams.append(Datagram(marker + reply, source, addr))
+
+
+def _version_id(counter: int) -> bytes:
+    """RFC 7296 §2.6 VersionIDofSecret: which secret made a cookie; a counter, so that the
+    cookie says nothing about the secret itself."""
+    return (counter & 0xFFFF_FFFF).to_bytes(4, "big")
 
 
 def _any_address(peer: Address) -> str:

@@ -9,15 +9,11 @@ ChildSaDeleted of the pair it replaces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from afbr.ipsec.ike_config import Address, Identity, IpsecMode
 from afbr.ipsec.ike_payloads import TrafficSelector
 from afbr.ipsec.ike_proposals import AlgorithmSuite
-
-if TYPE_CHECKING:
-    from afbr.ipsec.ike_sa import IkeSa
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +31,8 @@ class EspSaKeys:
     the kernel's rfc4106(gcm(aes)) takes it) and integrity key (empty for AEAD)."""
 
     spi: int
-    encryption_key: bytes
-    integrity_key: bytes
+    encryption_key: bytes = field(repr=False)  # secrets: kept out of repr() and so out of logs
+    integrity_key: bytes = field(repr=False)
     source: str
     destination: str
 
@@ -71,11 +67,12 @@ class IkeSaEstablished:
 
 @dataclass(frozen=True, slots=True)
 class IkeSaRekeyed:
-    """The IKE SA was replaced by `new_sa` (its CHILD SAs move over; nothing to do in XFRM)."""
+    """The IKE SA was replaced by the one named `new_ike_sa` (its CHILD SAs move over; nothing
+    to do in XFRM).  Events name SAs by id only; the dispatcher finds the new SA object in the
+    old one's `rekeyed_to`."""
 
     ike_sa: IkeSaId
     new_ike_sa: IkeSaId
-    new_sa: IkeSa
     redundant: bool = False  # RFC 7296 §2.8.2 collision loser: route it until its delete
 
 

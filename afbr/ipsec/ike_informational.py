@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+
 from afbr.ipsec.ike_child import ChildState
 from afbr.ipsec.ike_config import Address
 from afbr.ipsec.ike_constants import ExchangeType, ProtocolId
 from afbr.ipsec.ike_events import ChildSaDeleted
 from afbr.ipsec.ike_payloads import DeletePayload, IkeMessage, NotifyPayload, Payload
-from afbr.ipsec.ike_sa import REQUEST_HANDLERS, IkeSa, IkeState, PendingRequest, log
+from afbr.ipsec.ike_sa_state import IkeSaRecord, IkeState, PendingRequest
+
+log = logging.getLogger(__name__)
 
 
-def request_child_delete(sa: IkeSa, inbound_spi: int, now: float, reason: str = "deleted") -> None:
+def request_child_delete(
+    sa: IkeSaRecord, inbound_spi: int, now: float, reason: str = "deleted"
+) -> None:
     child = sa.children.get(inbound_spi)
     if child is None or child.state == ChildState.DELETING:
         return
     child.state = ChildState.DELETING
 
-    def build(sa: IkeSa, now: float) -> tuple[Payload, ...] | None:
+    def build(sa: IkeSaRecord, now: float) -> tuple[Payload, ...] | None:
         if inbound_spi not in sa.children:
             return None
         return (DeletePayload(ProtocolId.ESP, (inbound_spi.to_bytes(4, "big"),)),)
 
-    def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+    def on_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
         holder = sa.holder_of(inbound_spi)  # the IKE SA may have been rekeyed meanwhile
         gone = holder.children.pop(inbound_spi, None) if holder is not None else None
         if holder is not None and gone is not None:
@@ -30,38 +36,38 @@ def request_child_delete(sa: IkeSa, inbound_spi: int, now: float, reason: str = 
     sa.queue_request(PendingRequest(ExchangeType.INFORMATIONAL, build, on_response, True), now)
 
 
-def request_ike_delete(sa: IkeSa, now: float, reason: str = "deleted") -> None:
+def request_ike_delete(sa: IkeSaRecord, now: float, reason: str = "deleted") -> None:
     if sa.state not in (IkeState.ESTABLISHED,):
         sa.close(reason, now)
         return
-    sa.state = IkeState.DELETING
+    sa.transition(IkeState.DELETING)
     sa.queue.clear()
 
-    def build(sa: IkeSa, now: float) -> tuple[Payload, ...]:
+    def build(sa: IkeSaRecord, now: float) -> tuple[Payload, ...]:
         return (DeletePayload(ProtocolId.IKE),)
 
-    def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+    def on_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
         sa.close(reason, now)
 
     sa.queue_request(PendingRequest(ExchangeType.INFORMATIONAL, build, on_response), now)
 
 
-def request_liveness(sa: IkeSa, now: float) -> None:
+def request_liveness(sa: IkeSaRecord, now: float) -> None:
     """An empty INFORMATIONAL request; no answer after the retransmissions closes the SA."""
     if sa.state != IkeState.ESTABLISHED or sa.outstanding is not None or sa.queue:
         return
 
-    def build(sa: IkeSa, now: float) -> tuple[Payload, ...]:
+    def build(sa: IkeSaRecord, now: float) -> tuple[Payload, ...]:
         return ()
 
-    def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+    def on_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
         return
 
     sa.queue_request(PendingRequest(ExchangeType.INFORMATIONAL, build, on_response), now)
 
 
 def handle_informational(
-    sa: IkeSa, message: IkeMessage, addr: Address, now: float
+    sa: IkeSaRecord, message: IkeMessage, addr: Address, now: float
 ) -> tuple[Payload, ...]:
     """The peer's INFORMATIONAL request: deletes, notifies, or an empty liveness check."""
     answer: list[bytes] = []
@@ -88,7 +94,3 @@ def handle_informational(
             del sa.children[child.inbound_spi]
             sa.emit(ChildSaDeleted(sa.id, child.inbound_spi, child.outbound_spi, "deleted by peer"))
     return (DeletePayload(ProtocolId.ESP, tuple(answer)),) if answer else ()
-
-
-REQUEST_HANDLERS[(IkeState.ESTABLISHED, ExchangeType.INFORMATIONAL)] = handle_informational
-REQUEST_HANDLERS[(IkeState.DELETING, ExchangeType.INFORMATIONAL)] = handle_informational

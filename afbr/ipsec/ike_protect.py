@@ -3,11 +3,11 @@ and the classification of what went wrong with a datagram."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from afbr.ipsec.ike_buffer import IkeBuffer
 from afbr.ipsec.ike_constants import IKE_HEADER_LENGTH, ExchangeType, HeaderFlag, PayloadType
 from afbr.ipsec.ike_counters import BadInput
+from afbr.ipsec.ike_crypto import SkCipher
+from afbr.ipsec.ike_dh import RandomSource
 from afbr.ipsec.ike_errors import (
     IkeDecodeError,
     IkeError,
@@ -23,53 +23,58 @@ from afbr.ipsec.ike_message import (
 )
 from afbr.ipsec.ike_payloads import IkeHeader, IkeMessage, Payload, SkPayload, push_header
 
-if TYPE_CHECKING:
-    from afbr.ipsec.ike_sa import IkeSa
-
 
 class IkeInnerDecodeError(IkeError):
     """A payload inside an SK payload that verified is malformed or unsupported-critical."""
 
 
 def protect(
-    sa: IkeSa,
+    spis: tuple[bytes, bytes],
+    initiator: bool,
+    cipher: SkCipher | None,
+    random: RandomSource,
+    *,
     exchange: ExchangeType,
     payloads: tuple[Payload, ...],
     response: bool,
     message_id: int,
 ) -> bytes:
-    flags = HeaderFlag.INITIATOR if sa.is_initiator else HeaderFlag.NONE
+    """One message of ours: `initiator` is the original initiator's flag (RFC 7296 §3.1),
+    `cipher` our outbound SK keys (None before IKE_SA_INIT completes)."""
+    flags = HeaderFlag.INITIATOR if initiator else HeaderFlag.NONE
     if response:
         flags |= HeaderFlag.RESPONSE
+    spi_i, spi_r = spis
     if exchange == ExchangeType.IKE_SA_INIT:
-        header = IkeHeader(sa.spi_i, sa.spi_r, 0, exchange, flags, message_id)
+        header = IkeHeader(spi_i, spi_r, 0, exchange, flags, message_id)
         return encode_message(IkeMessage(header, payloads))
-    if sa.out_cipher is None:
+    if cipher is None:
         raise IkeError("no keys to protect the message")
     inner = encode_payloads(payloads)
-    sk_length = 4 + sa.out_cipher.overhead(len(inner))
+    sk_length = 4 + cipher.overhead(len(inner))
     buf = IkeBuffer()
     first = int(payloads[0].payload_type) if payloads else 0
-    header = IkeHeader(sa.spi_i, sa.spi_r, PayloadType.SK, exchange, flags, message_id)
+    header = IkeHeader(spi_i, spi_r, PayloadType.SK, exchange, flags, message_id)
     push_header(buf, header, IKE_HEADER_LENGTH + sk_length)
     buf.push_uint8(first)  # RFC 7296 §3.14: the SK payload's Next Payload is the first inner
     buf.push_uint8(0)
     buf.push_uint16(sk_length)
     associated = buf.written()
-    iv = sa.random(sa.out_cipher.iv_length)
-    return associated + sa.out_cipher.seal(associated, inner, iv)
+    iv = random(cipher.iv_length)
+    return associated + cipher.seal(associated, inner, iv)
 
 
-def unprotect(sa: IkeSa, header: IkeHeader, data: bytes) -> IkeMessage:
+def unprotect(cipher: SkCipher | None, header: IkeHeader, data: bytes) -> IkeMessage:
+    """The peer's message; `cipher` our inbound SK keys (None before IKE_SA_INIT completes)."""
     payloads = pull_payload_chain(IkeBuffer(data[IKE_HEADER_LENGTH:]), header.next_payload)
     if header.exchange == ExchangeType.IKE_SA_INIT:
         return IkeMessage(header, payloads, data)
     if len(payloads) != 1 or not isinstance(payloads[0], SkPayload):
         raise IkeDecodeError("protected exchange without a single SK payload")
-    if sa.in_cipher is None:
+    if cipher is None:
         raise IkeDecodeError("SK payload before keys exist")
     sk = payloads[0]
-    plaintext = sa.in_cipher.open(data[: len(data) - len(sk.data)], sk.data)
+    plaintext = cipher.open(data[: len(data) - len(sk.data)], sk.data)
     try:
         inner = decode_payloads(plaintext, sk.first_inner)
     except IkeError as exc:

@@ -37,14 +37,14 @@ from afbr.ipsec.ike_proposals import (
     select_proposal,
     suite_of_reply,
 )
-from afbr.ipsec.ike_sa import REQUEST_HANDLERS, IkeSa, IkeState, PendingRequest
+from afbr.ipsec.ike_sa_state import IkeSaRecord, IkeState, PendingRequest
 from afbr.ipsec.ike_setup import NONCE_LENGTH
 
 TEMPORARY_FAILURE_RETRY = 2.0  # mean seconds before retrying a rekey the peer put off
 MAX_CHILD_SAS = 16  # per IKE SA; route-based afbr needs one (plus one while rekeying)
 
 
-def retry_delay(sa: IkeSa) -> float:
+def retry_delay(sa: IkeSaRecord) -> float:
     """RFC 7296 §2.25: retry after a random delay, so two ends refusing each other's rekeys
     (TEMPORARY_FAILURE both ways) fall out of step instead of colliding forever."""
     return TEMPORARY_FAILURE_RETRY * (0.25 + 1.5 * sa.random(1)[0] / 255)
@@ -68,7 +68,7 @@ def _ke_and_nonce(message: IkeMessage) -> tuple[NoncePayload, KePayload | None]:
 
 # -- new CHILD SA / CHILD SA rekey, as initiator -------------------------------------------------
 def request_new_child(
-    sa: IkeSa, now: float, old: ChildSa | None = None, pfs_group: DhGroup | None = None
+    sa: IkeSaRecord, now: float, old: ChildSa | None = None, pfs_group: DhGroup | None = None
 ) -> None:
     """CREATE_CHILD_SA for a new CHILD SA or, with `old`, its rekey; a rekey uses PFS with the
     configured group, or with the group a peer asked for by INVALID_KE_PAYLOAD."""
@@ -86,7 +86,7 @@ def request_new_child(
         old,
     )
 
-    def build(sa: IkeSa, now: float) -> tuple[Payload, ...] | None:
+    def build(sa: IkeSaRecord, now: float) -> tuple[Payload, ...] | None:
         if old is not None and sa.children.get(old.inbound_spi) is not old:
             return None  # deleted meanwhile
         payloads: list[Payload] = []
@@ -103,7 +103,7 @@ def request_new_child(
             payloads.append(KePayload(request.dh.group, request.dh.public))
         return (*payloads, *offer[1:])
 
-    def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+    def on_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
         _child_response(sa, message, request, suites, now)
 
     request_item = PendingRequest(ExchangeType.CREATE_CHILD_SA, build, on_response, True)
@@ -126,7 +126,7 @@ def _asked_group(message: IkeMessage, request: ChildRequest) -> DhGroup | None:
     return DhGroup(value)
 
 
-def request_child_rekey(sa: IkeSa, inbound_spi: int, now: float) -> None:
+def request_child_rekey(sa: IkeSaRecord, inbound_spi: int, now: float) -> None:
     old = sa.children.get(inbound_spi)
     if old is None or old.state != ChildState.INSTALLED or sa.state != IkeState.ESTABLISHED:
         return
@@ -135,7 +135,7 @@ def request_child_rekey(sa: IkeSa, inbound_spi: int, now: float) -> None:
 
 
 def _child_response(
-    sa: IkeSa,
+    sa: IkeSaRecord,
     message: IkeMessage,
     request: ChildRequest,
     suites: tuple[AlgorithmSuite, ...],
@@ -190,7 +190,7 @@ def _child_response(
 
 
 # -- IKE SA rekey, as initiator ------------------------------------------------------------------
-def request_ike_rekey(sa: IkeSa, now: float) -> None:
+def request_ike_rekey(sa: IkeSaRecord, now: float) -> None:
     if sa.state != IkeState.ESTABLISHED or sa.suite is None or sa.ike_rekeying:
         return
     if sa.superseded_at is not None:
@@ -204,11 +204,11 @@ def request_ike_rekey(sa: IkeSa, now: float) -> None:
     nonce = sa.random(NONCE_LENGTH)
     dh = generate_keypair(suite.dh_group, sa.random)
 
-    def build(sa: IkeSa, now: float) -> tuple[Payload, ...]:
+    def build(sa: IkeSaRecord, now: float) -> tuple[Payload, ...]:
         proposals = build_proposals(sa.config.ike_proposals, ProtocolId.IKE, spi)
         return (SaPayload(proposals), NoncePayload(nonce), KePayload(dh.group, dh.public))
 
-    def on_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+    def on_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
         sa.ike_rekeying = False
         if message.error_notify() is not None:
             sa.rekey_at = now + retry_delay(sa)
@@ -236,9 +236,9 @@ def request_ike_rekey(sa: IkeSa, now: float) -> None:
         if rival is not None and min(nonce, peer_nonce.nonce) < min(
             rival.nego.nonce_i, rival.nego.nonce_r
         ):
-            sa.emit(IkeSaRekeyed(sa.id, new.id, new, redundant=True))
+            sa.emit(IkeSaRekeyed(sa.id, new.id, redundant=True))
             _move_children(sa, rival, now)
-            new.delete(now)  # RFC 7296 §2.8.2: we made the redundant one, we delete it
+            request_ike_delete(new, now)  # RFC 7296 §2.8.2: we made the redundant one, we delete it
             return
         if rival is not None:  # the rival is redundant: the peer made it and deletes it, or
             rival.superseded_at = now  # we do after a grace period (its answer may be lost)
@@ -249,7 +249,7 @@ def request_ike_rekey(sa: IkeSa, now: float) -> None:
 
 
 def successor(
-    sa: IkeSa,
+    sa: IkeSaRecord,
     suite: AlgorithmSuite,
     *,
     shared: bytes,
@@ -257,21 +257,11 @@ def successor(
     spis: tuple[bytes, bytes],
     initiator: bool,
     now: float,
-) -> IkeSa:
+) -> IkeSaRecord:
     """The new IKE SA of a rekey (RFC 7296 §2.18): keys from the old SK_d, message ids from 0,
     the rekey's initiator as its original initiator."""
     assert sa.keys is not None
-    new = IkeSa(
-        sa.config,
-        initiator=initiator,
-        local_addr=sa.local_addr,
-        remote_addr=sa.remote_addr,
-        random=sa.random,
-        now=now,
-        counters=sa.counters,
-        spi_i=spis[0],
-        spi_r=spis[1],
-    )
+    new = sa.spawn(initiator=initiator, spis=spis, now=now, state=IkeState.ESTABLISHED)
     new.suite = suite
     new.nego.nonce_i, new.nego.nonce_r = nonces
     new.keys = derive_ike_keys(
@@ -285,19 +275,18 @@ def successor(
     )
     new.out_cipher, new.in_cipher = sk_ciphers(suite, new.keys, initiator)
     new.nat_local, new.nat_remote, new.peer_id = sa.nat_local, sa.nat_remote, sa.peer_id
-    new.state = IkeState.ESTABLISHED
     timers = sa.config.timers
     new.rekey_at = now + timers.ike_rekey * (1 - timers.rekey_jitter * sa.random(1)[0] / 255)
     return new
 
 
-def _move_children(old: IkeSa, new: IkeSa, now: float) -> None:
+def _move_children(old: IkeSaRecord, new: IkeSaRecord, now: float) -> None:
     old.hand_over_children(new, now)
 
 
 # -- the peer's requests -------------------------------------------------------------------------
 def handle_create_child(
-    sa: IkeSa, message: IkeMessage, addr: Address, now: float
+    sa: IkeSaRecord, message: IkeMessage, addr: Address, now: float
 ) -> tuple[Payload, ...]:
     sa_payload = message.first(PayloadType.SA)
     if not isinstance(sa_payload, SaPayload):
@@ -359,7 +348,7 @@ def _group(value: int) -> DhGroup:
 
 
 def _answer_ike_rekey(
-    sa: IkeSa, message: IkeMessage, sa_payload: SaPayload, now: float
+    sa: IkeSaRecord, message: IkeMessage, sa_payload: SaPayload, now: float
 ) -> tuple[Payload, ...]:
     nonce, ke = _ke_and_nonce(message)
     proposal, suite = select_proposal(sa_payload.proposals, sa.config.ike_proposals, ProtocolId.IKE)
@@ -390,17 +379,13 @@ def _answer_ike_rekey(
     answer = type(proposal)(proposal.number, proposal.protocol, our_spi, proposal.transforms)
     if sa.ike_rekeying:
         sa.ike_collision = new  # §2.8.2: settled when our own rekey's answer arrives
-        sa.emit(IkeSaRekeyed(sa.id, new.id, new, redundant=True))
+        sa.emit(IkeSaRekeyed(sa.id, new.id, redundant=True))
     else:
         _move_children(sa, new, now)
     return (SaPayload((answer,)), NoncePayload(our_nonce), KePayload(dh.group, dh.public))
 
 
 def refuse_while_deleting(
-    sa: IkeSa, message: IkeMessage, addr: Address, now: float
+    sa: IkeSaRecord, message: IkeMessage, addr: Address, now: float
 ) -> tuple[Payload, ...]:
     raise IkeError("IKE SA is being deleted", NotifyType.TEMPORARY_FAILURE)  # RFC 7296 §2.25
-
-
-REQUEST_HANDLERS[(IkeState.ESTABLISHED, ExchangeType.CREATE_CHILD_SA)] = handle_create_child
-REQUEST_HANDLERS[(IkeState.DELETING, ExchangeType.CREATE_CHILD_SA)] = refuse_while_deleting

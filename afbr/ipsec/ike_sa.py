@@ -4,197 +4,81 @@ Drive it with `receive_datagram(data, addr, now)` and `handle_timer(now)`; colle
 `datagrams_to_send(now)` (each says which local address/port to send from) and `next_event()`;
 `get_timer()` says when to call `handle_timer` next.  Time and randomness are arguments.
 
-Exchanges are handled by functions looked up in two tables keyed by the SA's state: one for
-requests from the peer (`REQUEST_HANDLERS`, filled in `ike_exchanges`) and, for our own
-requests, the handler stored with the outstanding request.  The message-id window is 1 (we send
-no SET_WINDOW_SIZE): one request of ours in flight; the peer's last response is cached and
-re-sent for a retransmitted request (RFC 7296 §2.1, §2.2).
+`IkeSa` sits on top of the IKE core: the SA's data and states are `ike_sa_state.IkeSaRecord`
+(with the table of allowed state changes, `TRANSITIONS`); the exchanges are plain functions over
+that record in ike_setup (IKE_SA_INIT, IKE_AUTH), ike_rekey (CREATE_CHILD_SA), ike_informational
+(deletes, liveness) and ike_timers.  This class owns the table of which function answers which
+of the peer's requests in which state (`REQUEST_HANDLERS`); our own requests carry their
+response handler with them.  The message-id window is 1 (we send no SET_WINDOW_SIZE): one request
+of ours in flight; our last response is cached and re-sent for a retransmitted request (RFC 7296
+§2.1, §2.2) when the retransmission is the same request, at most once per RESEND_INTERVAL.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import Mapping
+from typing import ClassVar
 
-from afbr.ipsec.ike_child import ChildSa
-from afbr.ipsec.ike_config import Address, IkeConfig
-from afbr.ipsec.ike_constants import (
-    IKE_PORT,
-    NAT_KEEPALIVE,
-    NAT_T_PORT,
-    NON_ESP_MARKER,
-    ExchangeType,
+from afbr.ipsec.ike_config import Address
+from afbr.ipsec.ike_constants import NAT_KEEPALIVE, NON_ESP_MARKER, ExchangeType
+from afbr.ipsec.ike_counters import BadInput
+from afbr.ipsec.ike_errors import IkeDecodeError, IkeError, IkeIntegrityError
+from afbr.ipsec.ike_events import IkeEvent
+from afbr.ipsec.ike_informational import (
+    handle_informational,
+    request_child_delete,
+    request_ike_delete,
+    request_liveness,
 )
-from afbr.ipsec.ike_counters import BadInput, BadInputLog
-from afbr.ipsec.ike_crypto import IkeKeys, SkCipher
-from afbr.ipsec.ike_dh import DhKeyPair, RandomSource
-from afbr.ipsec.ike_errors import (
-    IkeDecodeError,
-    IkeError,
-    IkeIntegrityError,
+from afbr.ipsec.ike_message import decode_header
+from afbr.ipsec.ike_payloads import IkeHeader, NotifyPayload, Payload
+from afbr.ipsec.ike_protect import IkeInnerDecodeError, classify
+from afbr.ipsec.ike_rekey import (
+    handle_create_child,
+    refuse_while_deleting,
+    request_child_rekey,
+    request_ike_rekey,
+    request_new_child,
 )
-from afbr.ipsec.ike_events import IkeEvent, IkeSaDeleted, IkeSaId
-from afbr.ipsec.ike_message import (
-    decode_header,
+from afbr.ipsec.ike_sa_state import (
+    CachedResponse,
+    Datagram,
+    IkeSaRecord,
+    IkeState,
+    RequestHandler,
+    request_hash,
 )
-from afbr.ipsec.ike_payloads import (
-    IkeHeader,
-    IkeMessage,
-    NotifyPayload,
-    Payload,
-)
-from afbr.ipsec.ike_proposals import AlgorithmSuite
-from afbr.ipsec.ike_protect import IkeInnerDecodeError, classify, protect, unprotect
+from afbr.ipsec.ike_setup import handle_auth_request, handle_init_request, start_initiator
+from afbr.ipsec.ike_timers import next_deadline, run_timers
+
+__all__ = ["Datagram", "IkeSa", "IkeState"]
 
 log = logging.getLogger(__name__)
 
-
-class IkeState(Enum):
-    IDLE = "idle"  # created, nothing sent or received
-    INIT_SENT = "init-sent"  # initiator: IKE_SA_INIT request out
-    HALF_OPEN = "half-open"  # responder: IKE_SA_INIT answered, waiting for IKE_AUTH
-    AUTH_SENT = "auth-sent"  # initiator: IKE_AUTH request out
-    ESTABLISHED = "established"
-    DELETING = "deleting"  # we sent the IKE SA's delete
-    CLOSED = "closed"  # gone; the dispatcher forgets it
+RESEND_INTERVAL = 0.5  # seconds: at most one cached response re-sent per SA in this time
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    """One UDP datagram to send, marker included (RFC 3948 §2.2 on the NAT-T port)."""
-
-    data: bytes
-    source: Address
-    destination: Address
-
-
-ResponseHandler = Callable[["IkeSa", IkeMessage, float], None]
-RequestHandler = Callable[["IkeSa", IkeMessage, Address, float], tuple[Payload, ...]]
-
-
-@dataclass(slots=True)
-class OutstandingRequest:
-    message_id: int
-    exchange: ExchangeType
-    data: bytes
-    on_response: ResponseHandler
-    sent_at: float
-    next_retransmit: float
-    tries: int = 1
-
-
-@dataclass(slots=True)
-class PendingRequest:
-    exchange: ExchangeType
-    build: Callable[[IkeSa, float], tuple[Payload, ...] | None]  # None: nothing to send now
-    on_response: ResponseHandler
-    for_children: bool = False  # about CHILD SAs: follows them to the successor IKE SA
-
-
-# (state, exchange) -> handler for the peer's requests; filled by ike_exchanges
-REQUEST_HANDLERS: dict[tuple[IkeState, ExchangeType], RequestHandler] = {}
-# our requests' responses are only taken in these states
-RESPONSE_STATES: dict[ExchangeType, frozenset[IkeState]] = {
-    ExchangeType.IKE_SA_INIT: frozenset({IkeState.INIT_SENT}),
-    ExchangeType.IKE_AUTH: frozenset({IkeState.AUTH_SENT}),
-    ExchangeType.CREATE_CHILD_SA: frozenset({IkeState.ESTABLISHED}),
-    ExchangeType.INFORMATIONAL: frozenset({IkeState.ESTABLISHED, IkeState.DELETING}),
-}
-
-
-@dataclass(slots=True)
-class Negotiation:
-    """IKE_SA_INIT / IKE_AUTH material, kept until the SA is established."""
-
-    dh: DhKeyPair | None = None
-    nonce_i: bytes = b""
-    nonce_r: bytes = b""
-    init_request: bytes = b""
-    init_response: bytes = b""
-    cookie: bytes = b""
-    peer_hashes: set[int] = field(default_factory=set)
-    child_spi: int = 0
-    init_retries: int = 0
-
-
-class IkeSa:
+class IkeSa(IkeSaRecord):
     """One IKE SA with one peer.  See the module docstring for how to drive it."""
 
-    def __init__(
-        self,
-        config: IkeConfig,
-        *,
-        initiator: bool,
-        local_addr: Address,
-        remote_addr: Address,
-        random: RandomSource,
-        now: float,
-        counters: BadInputLog | None = None,
-        spi_i: bytes | None = None,
-        spi_r: bytes = bytes(8),
-    ) -> None:
-        self.config = config
-        self.is_initiator = initiator  # original initiator of this IKE SA (RFC 7296 §2.18)
-        self.local_addr = local_addr
-        self.remote_addr = remote_addr
-        self.random = random
-        self.counters = counters if counters is not None else BadInputLog()
-        self.state = IkeState.IDLE
-        self.spi_i = spi_i if spi_i is not None else random(8)
-        self.spi_r = spi_r
-        self.suite: AlgorithmSuite | None = None
-        self.keys: IkeKeys | None = None
-        self.out_cipher: SkCipher | None = None
-        self.in_cipher: SkCipher | None = None
-        self.nego = Negotiation()
-        self.nat_local = False  # we are behind a NAT
-        self.nat_remote = False  # the peer is
-        self.peer_id: object = None
-        self.children: dict[int, ChildSa] = {}
-        self.next_request_id = 0
-        self.expected_request_id = 0
-        self.outstanding: OutstandingRequest | None = None
-        self.queue: deque[PendingRequest] = deque()
-        self.last_response: tuple[int, list[bytes]] | None = None
-        self.created_at = now
-        self.established_at: float | None = None
-        self.last_received = now
-        self.last_sent = now
-        self.rekey_at: float | None = None
-        self.ike_rekeying = False  # our CREATE_CHILD_SA rekeying this IKE SA is under way
-        self.ike_collision: IkeSa | None = None  # the peer's rekey of it, during a collision
-        self.child_collisions: dict[int, ChildSa] = {}  # old inbound SPI -> peer's new CHILD SA
-        self.initial_contact = False  # the peer's IKE_AUTH said INITIAL_CONTACT (§2.4)
-        self.superseded_at: float | None = None  # rekeyed: waits for its delete (§2.18)
-        self.successor: IkeSa | None = None  # the IKE SA our CHILD SAs moved to
-        self.keep_child = True  # initiator re-creates a CHILD SA when none is left
-        self.child_retry_at = now
-        self.closed_reason = ""
-        self.last_request_data = b""
-        self._events: deque[IkeEvent] = deque()
-        self._datagrams: list[Datagram] = []
-
-    # -- identity --------------------------------------------------------------------------------
-    @property
-    def id(self) -> IkeSaId:
-        return IkeSaId(self.spi_i, self.spi_r)
-
-    @property
-    def local_spi(self) -> bytes:
-        return self.spi_i if self.is_initiator else self.spi_r
-
-    @property
-    def nat_detected(self) -> bool:
-        return self.nat_local or self.nat_remote
-
-    @property
-    def udp_encapsulation(self) -> tuple[int, int] | None:
-        if self.nat_detected:
-            return (self.local_addr[1], self.remote_addr[1])
-        return None
+    # (state, exchange) -> the function answering the peer's request; a pair not listed is
+    # counted as UNEXPECTED and not answered (RFC 7296 §2.21: nothing to say to it)
+    REQUEST_HANDLERS: ClassVar[Mapping[tuple[IkeState, ExchangeType], RequestHandler]] = {
+        (IkeState.IDLE, ExchangeType.IKE_SA_INIT): handle_init_request,
+        (IkeState.HALF_OPEN, ExchangeType.IKE_AUTH): handle_auth_request,
+        (IkeState.ESTABLISHED, ExchangeType.CREATE_CHILD_SA): handle_create_child,
+        (IkeState.ESTABLISHED, ExchangeType.INFORMATIONAL): handle_informational,
+        (IkeState.DELETING, ExchangeType.CREATE_CHILD_SA): refuse_while_deleting,
+        (IkeState.DELETING, ExchangeType.INFORMATIONAL): handle_informational,
+    }
+    # our requests' responses are only taken in these states
+    RESPONSE_STATES: ClassVar[Mapping[ExchangeType, frozenset[IkeState]]] = {
+        ExchangeType.IKE_SA_INIT: frozenset({IkeState.INIT_SENT}),
+        ExchangeType.IKE_AUTH: frozenset({IkeState.AUTH_SENT}),
+        ExchangeType.CREATE_CHILD_SA: frozenset({IkeState.ESTABLISHED}),
+        ExchangeType.INFORMATIONAL: frozenset({IkeState.ESTABLISHED, IkeState.DELETING}),
+    }
 
     # -- aioquic-style interface -----------------------------------------------------------------
     def receive_datagram(
@@ -229,13 +113,9 @@ class IkeSa:
             self.counters.count(BadInput.MALFORMED, now, "internal error")
 
     def handle_timer(self, now: float) -> None:
-        from afbr.ipsec.ike_timers import run_timers  # noqa: PLC0415 (avoids an import cycle)
-
         run_timers(self, now)
 
     def get_timer(self) -> float | None:
-        from afbr.ipsec.ike_timers import next_deadline  # noqa: PLC0415
-
         return next_deadline(self)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
@@ -247,134 +127,35 @@ class IkeSa:
     def next_event(self) -> IkeEvent | None:
         return self._events.popleft() if self._events else None
 
-    # -- helpers for the exchange handlers -------------------------------------------------------
-    def emit(self, event: IkeEvent) -> None:
-        self._events.append(event)
-
-    def send_keepalive(self) -> None:
-        """RFC 3948 §2.3: one 0xFF byte on the NAT-T port keeps the NAT mapping."""
-        self._datagrams.append(Datagram(NAT_KEEPALIVE, self.local_addr, self.remote_addr))
-
-    def send_raw(self, data: bytes) -> None:
-        marker = NON_ESP_MARKER if self.local_addr[1] != IKE_PORT else b""
-        self._datagrams.append(Datagram(marker + data, self.local_addr, self.remote_addr))
-
-    def queue_request(self, request: PendingRequest, now: float) -> None:
-        self.queue.append(request)
-        self.send_next_request(now)
-
-    def send_next_request(self, now: float) -> None:
-        while self.outstanding is None and self.queue and self.state != IkeState.CLOSED:
-            pending = self.queue.popleft()
-            payloads = pending.build(self, now)
-            if payloads is None:
-                continue
-            data = self.encode(pending.exchange, payloads, False, self.next_request_id)
-            timeout = self.config.timers.retransmit_timeout
-            self.last_request_data = data
-            self.outstanding = OutstandingRequest(
-                self.next_request_id,
-                pending.exchange,
-                data,
-                pending.on_response,
-                now,
-                now + timeout,
-            )
-            self.next_request_id += 1
-            self.send_raw(data)
-
-    def encode(
-        self, exchange: ExchangeType, payloads: tuple[Payload, ...], response: bool, message_id: int
-    ) -> bytes:
-        """Our message, SK-protected unless it is IKE_SA_INIT."""
-        return protect(self, exchange, payloads, response, message_id)
-
-    def decode(self, header: IkeHeader, data: bytes) -> IkeMessage:
-        """The peer's message, SK payload checked and opened; IkeIntegrityError if forged."""
-        return unprotect(self, header, data)
-
     # -- commands -------------------------------------------------------------------------------
     def initiate(self, now: float) -> None:
         """Start IKE_SA_INIT (then IKE_AUTH with the first CHILD SA)."""
-        from afbr.ipsec.ike_setup import start_initiator  # noqa: PLC0415
-
         start_initiator(self, now)
 
     def create_child(self, now: float) -> None:
         """Negotiate one more CHILD SA (CREATE_CHILD_SA, RFC 7296 §1.3.1)."""
-        from afbr.ipsec.ike_rekey import request_new_child  # noqa: PLC0415
-
         request_new_child(self, now)
 
     def rekey_child(self, inbound_spi: int, now: float) -> None:
         """Rekey one CHILD SA (RFC 7296 §1.3.3), e.g. on the kernel's soft expiry."""
-        from afbr.ipsec.ike_rekey import request_child_rekey  # noqa: PLC0415
-
         request_child_rekey(self, inbound_spi, now)
 
     def rekey(self, now: float) -> None:
         """Rekey this IKE SA (RFC 7296 §1.3.2); IkeSaRekeyed names its successor."""
-        from afbr.ipsec.ike_rekey import request_ike_rekey  # noqa: PLC0415
-
         request_ike_rekey(self, now)
 
     def delete_child(self, inbound_spi: int, now: float) -> None:
         """Delete one CHILD SA; the IKE SA then no longer re-creates a missing CHILD SA."""
         self.keep_child = False
-        from afbr.ipsec.ike_informational import request_child_delete  # noqa: PLC0415
-
         request_child_delete(self, inbound_spi, now)
 
     def delete(self, now: float) -> None:
         """Delete the IKE SA and its CHILD SAs (RFC 7296 §1.4.1)."""
-        from afbr.ipsec.ike_informational import request_ike_delete  # noqa: PLC0415
-
         request_ike_delete(self, now)
 
     def check_liveness(self, now: float) -> None:
         """Send an empty INFORMATIONAL request (RFC 7296 §2.4)."""
-        from afbr.ipsec.ike_informational import request_liveness  # noqa: PLC0415
-
         request_liveness(self, now)
-
-    def hand_over_children(self, new: IkeSa, now: float) -> None:
-        """IKE SA rekeyed (RFC 7296 §2.18): CHILD SAs and the requests about them move to
-        `new`; this SA only waits for its delete."""
-        from afbr.ipsec.ike_events import IkeSaRekeyed  # noqa: PLC0415
-
-        new.children.update(self.children)
-        self.children.clear()
-        new.queue.extend(r for r in self.queue if r.for_children)
-        self.queue = deque(r for r in self.queue if not r.for_children)
-        self.superseded_at = now
-        self.successor = new
-        self.rekey_at = None
-        self.ike_collision = None
-        self.emit(IkeSaRekeyed(self.id, new.id, new))
-        new.send_next_request(now)
-
-    def holder_of(self, inbound_spi: int) -> IkeSa | None:
-        """This SA or the successor that now holds the CHILD SA with `inbound_spi`."""
-        sa: IkeSa | None = self
-        while sa is not None and inbound_spi not in sa.children:
-            sa = sa.successor
-        return sa
-
-    def close(self, reason: str, now: float) -> None:
-        """Forget the SA: CHILD SAs deleted (events), IkeSaDeleted, timers stop."""
-        if self.state == IkeState.CLOSED:
-            return
-        from afbr.ipsec.ike_events import ChildSaDeleted  # noqa: PLC0415
-
-        for child in list(self.children.values()):
-            self.emit(ChildSaDeleted(self.id, child.inbound_spi, child.outbound_spi, reason))
-        self.children.clear()
-        self.state = IkeState.CLOSED
-        self.closed_reason = reason
-        self.outstanding = None
-        self.queue.clear()
-        log.info("IKE SA %s closed: %s", self.id, reason)
-        self.emit(IkeSaDeleted(self.id, reason))
 
     # -- receive paths ---------------------------------------------------------------------------
     def _receive_request(
@@ -384,12 +165,10 @@ class IkeSa:
             raise IkeDecodeError("request with our own role's initiator flag")
         if (
             self.last_response is not None
-            and header.message_id == self.last_response[0]
+            and header.message_id == self.last_response.message_id
             and header.message_id == self.expected_request_id - 1
         ):
-            self.counters.count(BadInput.REPLAYED, now, f"request {header.message_id} again")
-            for cached in self.last_response[1]:
-                self.send_raw(cached)
+            self._resend_response(self.last_response, data, now)
             return
         if header.message_id != self.expected_request_id:
             self.counters.count(BadInput.OUT_OF_WINDOW, now, f"request id {header.message_id}")
@@ -398,7 +177,7 @@ class IkeSa:
             exchange = ExchangeType(header.exchange)
         except ValueError:
             raise IkeDecodeError(f"exchange type {header.exchange}") from None
-        handler = REQUEST_HANDLERS.get((self.state, exchange))
+        handler = self.REQUEST_HANDLERS.get((self.state, exchange))
         if handler is None:
             self.counters.count(BadInput.UNEXPECTED, now, f"{exchange.name} in {self.state.value}")
             return
@@ -416,12 +195,29 @@ class IkeSa:
             log.info("IKE SA %s: refusing %s: %s", self.id, exchange.name, exc)
             payloads = (NotifyPayload(exc.notify, exc.data),)
             if exchange == ExchangeType.IKE_SA_INIT:
-                self.state = IkeState.CLOSED  # refused: answer, keep nothing (RFC 7296 §2.6)
+                self.transition(IkeState.CLOSED)  # refused: answer, keep nothing (§2.6)
                 self.closed_reason = str(exc)
         self.expected_request_id = header.message_id + 1
         response = self.encode(exchange, payloads, True, header.message_id)
-        self.last_response = (header.message_id, [response])
+        self.last_response = CachedResponse(header.message_id, request_hash(data), [response])
         self.send_raw(response)
+
+    def _resend_response(self, cached: CachedResponse, data: bytes, now: float) -> None:
+        """RFC 7296 §2.1: a retransmitted request gets our answer again, if it is the request
+        we answered (its hash, as strongSwan checks; the message id alone is unauthenticated)
+        and at most once per RESEND_INTERVAL (no amplification of a replay flood)."""
+        if request_hash(data) != cached.request_hash:
+            self.counters.count(
+                BadInput.MALFORMED, now, f"request {cached.message_id} again, but another one"
+            )
+            return
+        if self.last_resend is not None and now - self.last_resend < RESEND_INTERVAL:
+            self.counters.count(BadInput.RATE_LIMITED, now, f"request {cached.message_id}")
+            return
+        self.last_resend = now
+        self.counters.count(BadInput.REPLAYED, now, f"request {cached.message_id} again")
+        for response in cached.datagrams:
+            self.send_raw(response)
 
     def _receive_response(self, header: IkeHeader, data: bytes, now: float) -> None:
         out = self.outstanding
@@ -433,7 +229,7 @@ class IkeSa:
             return
         if header.exchange != out.exchange or header.from_initiator == self.is_initiator:
             raise IkeDecodeError("response does not fit our request")
-        if self.state not in RESPONSE_STATES[out.exchange]:
+        if self.state not in self.RESPONSE_STATES[out.exchange]:
             self.counters.count(BadInput.UNEXPECTED, now, "response in the wrong state")
             return
         if out.exchange == ExchangeType.IKE_SA_INIT and header.spi_i != self.spi_i:
@@ -448,18 +244,3 @@ class IkeSa:
             if self.state in (IkeState.INIT_SENT, IkeState.AUTH_SENT):
                 self.close(f"{out.exchange.name} failed: {exc}", now)
         self.send_next_request(now)
-
-    def note_authenticated(self, addr: Address, now: float, local: Address | None) -> None:
-        """A message that decrypted: liveness, and NAT mapping updates (RFC 7296 §2.23)."""
-        self.last_received = now
-        if self.nat_remote and addr != self.remote_addr and self.state == IkeState.ESTABLISHED:
-            self.remote_addr = addr
-        if local is None or local[1] == self.local_addr[1]:
-            return
-        # RFC 7296 §2.23: a peer may move to port 4500 with or without a NAT between us;
-        # RFC 7296 §2.11: the exchange goes on from and to where its request arrived.
-        floated = local[1] == NAT_T_PORT and self.local_addr[1] == IKE_PORT
-        if self.nat_detected or floated:
-            self.local_addr = local
-        if floated and addr[1] == NAT_T_PORT:
-            self.remote_addr = addr

@@ -55,7 +55,7 @@ from afbr.ipsec.ike_proposals import (
     select_proposal,
     suite_of_reply,
 )
-from afbr.ipsec.ike_sa import REQUEST_HANDLERS, IkeSa, IkeState, PendingRequest
+from afbr.ipsec.ike_sa_state import IkeSaRecord, IkeState, PendingRequest
 
 NONCE_LENGTH = 32  # RFC 7296 §2.10: at least half the PRF key size, 16 bytes minimum
 MAX_INIT_RETRIES = 4  # COOKIE / INVALID_KE_PAYLOAD round trips before giving up
@@ -72,7 +72,7 @@ def nat_hash(spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
     return hashlib.sha1(spi_i + spi_r + packed + addr[1].to_bytes(2, "big")).digest()  # noqa: S324
 
 
-def nat_notifies(sa: IkeSa, spi_r: bytes) -> tuple[NotifyPayload, NotifyPayload]:
+def nat_notifies(sa: IkeSaRecord, spi_r: bytes) -> tuple[NotifyPayload, NotifyPayload]:
     source = nat_hash(sa.spi_i, spi_r, sa.local_addr)
     if sa.config.force_udp_encapsulation:
         source = sa.random(20)  # RFC 7296 §2.23 lets us claim a NAT to force UDP encapsulation
@@ -84,7 +84,7 @@ def nat_notifies(sa: IkeSa, spi_r: bytes) -> tuple[NotifyPayload, NotifyPayload]
     )
 
 
-def detect_nat(sa: IkeSa, message: IkeMessage, spi_r: bytes, peer: Address) -> None:
+def detect_nat(sa: IkeSaRecord, message: IkeMessage, spi_r: bytes, peer: Address) -> None:
     sources = [
         p.data
         for p in message.payloads
@@ -105,7 +105,7 @@ def _id_payload(identity: Identity, initiator: bool) -> IdPayload:
     )
 
 
-def _set_keys(sa: IkeSa, shared: bytes) -> None:
+def _set_keys(sa: IkeSaRecord, shared: bytes) -> None:
     assert sa.suite is not None
     sa.keys = derive_ike_keys(
         sa.suite,
@@ -119,16 +119,16 @@ def _set_keys(sa: IkeSa, shared: bytes) -> None:
 
 
 # -- initiator ---------------------------------------------------------------------------------
-def start_initiator(sa: IkeSa, now: float) -> None:
+def start_initiator(sa: IkeSaRecord, now: float) -> None:
     if sa.state != IkeState.IDLE or not sa.is_initiator:
         raise IkeError("initiate() on an SA that already started")
-    sa.state = IkeState.INIT_SENT
+    sa.transition(IkeState.INIT_SENT)
     sa.nego.dh = generate_keypair(sa.config.ike_proposals[0].dh_group, sa.random)
     sa.nego.nonce_i = sa.random(NONCE_LENGTH)
     sa.queue_request(PendingRequest(ExchangeType.IKE_SA_INIT, _build_init, _on_init_response), now)
 
 
-def _build_init(sa: IkeSa, now: float) -> tuple[Payload, ...]:
+def _build_init(sa: IkeSaRecord, now: float) -> tuple[Payload, ...]:
     assert sa.nego.dh is not None
     payloads: list[Payload] = []
     if sa.nego.cookie:
@@ -143,7 +143,7 @@ def _build_init(sa: IkeSa, now: float) -> tuple[Payload, ...]:
     return tuple(payloads)
 
 
-def _restart_init(sa: IkeSa, now: float) -> None:
+def _restart_init(sa: IkeSaRecord, now: float) -> None:
     sa.nego.init_retries += 1
     if sa.nego.init_retries > MAX_INIT_RETRIES:
         raise IkeError("IKE_SA_INIT keeps being refused")
@@ -151,7 +151,7 @@ def _restart_init(sa: IkeSa, now: float) -> None:
     sa.queue.appendleft(PendingRequest(ExchangeType.IKE_SA_INIT, _build_init, _on_init_response))
 
 
-def _on_init_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+def _on_init_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
     cookie = message.notify(NotifyType.COOKIE)
     if cookie is not None:
         sa.nego.cookie = cookie.data
@@ -200,13 +200,13 @@ def _on_init_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
     if (sa.nat_local or sa.nat_remote) and sa.local_addr[1] != NAT_T_PORT:
         sa.local_addr = (sa.local_addr[0], NAT_T_PORT)  # RFC 7296 §2.23: float to 4500
         sa.remote_addr = (sa.remote_addr[0], NAT_T_PORT)
-    sa.state = IkeState.AUTH_SENT
+    sa.transition(IkeState.AUTH_SENT)
     sa.nego.child_spi = new_child_spi(sa)
     sa.queue.appendleft(PendingRequest(ExchangeType.IKE_AUTH, _build_auth, _on_auth_response))
 
 
 def _auth_payloads(
-    sa: IkeSa, id_payload: IdPayload, octets_base: bytes, peer_nonce: bytes
+    sa: IkeSaRecord, id_payload: IdPayload, octets_base: bytes, peer_nonce: bytes
 ) -> list[Payload]:
     assert sa.keys is not None and sa.suite is not None and sa.suite.prf is not None
     sk_p = sa.keys.sk_pi if sa.is_initiator else sa.keys.sk_pr
@@ -218,7 +218,7 @@ def _auth_payloads(
     return payloads
 
 
-def _build_auth(sa: IkeSa, now: float) -> tuple[Payload, ...]:
+def _build_auth(sa: IkeSaRecord, now: float) -> tuple[Payload, ...]:
     payloads = _auth_payloads(
         sa, _id_payload(sa.config.local_id, True), sa.nego.init_request, sa.nego.nonce_r
     )
@@ -228,18 +228,16 @@ def _build_auth(sa: IkeSa, now: float) -> tuple[Payload, ...]:
     return tuple(payloads) + child_offer(sa, sa.nego.child_spi, sa.config.esp_proposals)
 
 
-def _verify_peer(sa: IkeSa, message: IkeMessage, octets_base: bytes, our_nonce: bytes) -> Identity:
+def _verify_peer(
+    sa: IkeSaRecord, message: IkeMessage, octets_base: bytes, our_nonce: bytes
+) -> Identity:
     """Check the peer's ID and AUTH (and its key against the BGP authenticator)."""
     assert sa.keys is not None and sa.suite is not None and sa.suite.prf is not None
     id_type = PayloadType.IDR if sa.is_initiator else PayloadType.IDI
     peer_id, auth = message.first(id_type), message.first(PayloadType.AUTH)
     if not isinstance(peer_id, IdPayload) or not isinstance(auth, AuthPayload):
         raise IkeAuthenticationError("no ID or AUTH payload")
-    identity = Identity(
-        IdType(peer_id.id_type) if peer_id.id_type in set(IdType) else IdType.ID_KEY_ID,
-        peer_id.data,
-    )
-    sa.peer_id = identity
+    identity = _identity_of(peer_id)
     expected = sa.config.remote_id
     if expected is not None and (expected.id_type, expected.data) != (
         peer_id.id_type,
@@ -257,15 +255,30 @@ def _verify_peer(sa: IkeSa, message: IkeMessage, octets_base: bytes, our_nonce: 
     return identity
 
 
-def _fail_auth(sa: IkeSa, reason: str, now: float) -> None:
-    remote = sa.peer_id if isinstance(sa.peer_id, Identity) else None
+def _identity_of(payload: IdPayload) -> Identity:
+    known = payload.id_type in set(IdType)
+    return Identity(IdType(payload.id_type) if known else IdType.ID_KEY_ID, payload.data)
+
+
+def _claimed_identity(sa: IkeSaRecord, message: IkeMessage | None) -> Identity | None:
+    """The identity the peer's IKE_AUTH claims, checked or not (for the failure report)."""
+    if message is None:
+        return None
+    payload = message.first(PayloadType.IDR if sa.is_initiator else PayloadType.IDI)
+    return _identity_of(payload) if isinstance(payload, IdPayload) else None
+
+
+def _fail_auth(sa: IkeSaRecord, reason: str, now: float, message: IkeMessage | None) -> None:
+    """The peer did not authenticate: `sa.peer_id` stays unset, the claim is only reported."""
+    remote = _claimed_identity(sa, message)
     sa.emit(AuthenticationFailed(sa.id, sa.remote_addr, remote, reason))
     sa.close(f"authentication failed: {reason}", now)
 
 
-def _established(sa: IkeSa, identity: Identity, now: float) -> None:
+def _established(sa: IkeSaRecord, identity: Identity, now: float) -> None:
     assert sa.suite is not None
-    sa.state = IkeState.ESTABLISHED
+    sa.transition(IkeState.ESTABLISHED)
+    sa.peer_id = identity  # only now: its ID and AUTH checked out
     sa.established_at = now
     timers = sa.config.timers
     fraction = int.from_bytes(sa.random(2), "big") / 65535
@@ -283,15 +296,16 @@ def _established(sa: IkeSa, identity: Identity, now: float) -> None:
     )
 
 
-def _on_auth_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
+def _on_auth_response(sa: IkeSaRecord, message: IkeMessage, now: float) -> None:
     if message.first(PayloadType.AUTH) is None:
         error = message.error_notify()
-        _fail_auth(sa, f"peer refused IKE_AUTH (notify {error.notify_type if error else '-'})", now)
+        refused = f"peer refused IKE_AUTH (notify {error.notify_type if error else '-'})"
+        _fail_auth(sa, refused, now, None)
         return
     try:
         identity = _verify_peer(sa, message, sa.nego.init_response, sa.nego.nonce_i)
     except IkeAuthenticationError as exc:
-        _fail_auth(sa, str(exc), now)
+        _fail_auth(sa, str(exc), now, message)
         return
     _established(sa, identity, now)
     try:
@@ -311,7 +325,7 @@ def _on_auth_response(sa: IkeSa, message: IkeMessage, now: float) -> None:
 
 # -- responder ---------------------------------------------------------------------------------
 def handle_init_request(
-    sa: IkeSa, message: IkeMessage, addr: Address, now: float
+    sa: IkeSaRecord, message: IkeMessage, addr: Address, now: float
 ) -> tuple[Payload, ...]:
     sa_payload, ke, nonce = (
         message.first(PayloadType.SA),
@@ -341,7 +355,7 @@ def handle_init_request(
     sa.nego.peer_hashes = parse_hash_algorithms(hashes.data) if hashes else set()
     _set_keys(sa, shared)
     detect_nat(sa, message, bytes(8), addr)
-    sa.state = IkeState.HALF_OPEN
+    sa.transition(IkeState.HALF_OPEN)
     payloads: list[Payload] = [
         SaPayload((proposal,)),
         KePayload(dh.group, dh.public),
@@ -354,15 +368,15 @@ def handle_init_request(
 
 
 def handle_auth_request(
-    sa: IkeSa, message: IkeMessage, addr: Address, now: float
+    sa: IkeSaRecord, message: IkeMessage, addr: Address, now: float
 ) -> tuple[Payload, ...]:
-    sa.nego.init_response = sa.last_response[1][0] if sa.last_response else b""
+    sa.nego.init_response = sa.last_response.datagrams[0] if sa.last_response else b""
     sa.remote_addr = addr  # RFC 7296 §2.23: the initiator may have floated to 4500
     sa.initial_contact = message.notify(NotifyType.INITIAL_CONTACT) is not None
     try:
         identity = _verify_peer(sa, message, sa.nego.init_request, sa.nego.nonce_r)
     except IkeAuthenticationError as exc:
-        _fail_auth(sa, str(exc), now)
+        _fail_auth(sa, str(exc), now, message)
         return (NotifyPayload(NotifyType.AUTHENTICATION_FAILED),)
     payloads = _auth_payloads(
         sa, _id_payload(sa.config.local_id, False), sa.nego.init_response, sa.nego.nonce_i
@@ -377,7 +391,3 @@ def handle_auth_request(
         return (*payloads, NotifyPayload(exc.notify))
     install_child(sa, child, responder=True)
     return (*payloads, *child_payloads)
-
-
-REQUEST_HANDLERS[(IkeState.IDLE, ExchangeType.IKE_SA_INIT)] = handle_init_request
-REQUEST_HANDLERS[(IkeState.HALF_OPEN, ExchangeType.IKE_AUTH)] = handle_auth_request

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from afbr.ipsec.ike_child import ChildState
 from afbr.ipsec.ike_events import ChildSaDeleted
-from afbr.ipsec.ike_sa import IkeSa, IkeState
+from afbr.ipsec.ike_informational import request_ike_delete, request_liveness
+from afbr.ipsec.ike_rekey import request_child_rekey, request_ike_rekey, request_new_child
+from afbr.ipsec.ike_sa_state import IkeSaRecord, IkeState
 
 SUPERSEDED_GRACE = 30.0  # seconds a rekeyed IKE SA waits for the peer to delete it
 CHILD_RETRY = 30.0  # seconds between attempts to re-create a missing CHILD SA
 
 
-def next_deadline(sa: IkeSa) -> float | None:
+def next_deadline(sa: IkeSaRecord) -> float | None:
     if sa.state == IkeState.CLOSED:
         return None
     timers = sa.config.timers
@@ -38,7 +40,7 @@ def next_deadline(sa: IkeSa) -> float | None:
     return min(deadlines) if deadlines else None
 
 
-def _retransmit(sa: IkeSa, now: float) -> None:
+def _retransmit(sa: IkeSaRecord, now: float) -> None:
     out = sa.outstanding
     if out is None or now < out.next_retransmit:
         return
@@ -51,7 +53,7 @@ def _retransmit(sa: IkeSa, now: float) -> None:
     out.tries += 1
 
 
-def run_timers(sa: IkeSa, now: float) -> None:
+def run_timers(sa: IkeSaRecord, now: float) -> None:
     if sa.state == IkeState.CLOSED:
         return
     timers = sa.config.timers
@@ -66,10 +68,10 @@ def run_timers(sa: IkeSa, now: float) -> None:
         return
     if sa.superseded_at is not None:  # rekeyed: only wait for the peer's delete, then send ours
         if now >= sa.superseded_at + SUPERSEDED_GRACE and sa.outstanding is None:
-            sa.delete(now)
+            request_ike_delete(sa, now)
         return
     if sa.outstanding is None and now >= sa.last_received + timers.dpd_delay:
-        sa.check_liveness(now)
+        request_liveness(sa, now)
     if sa.nat_local and now >= sa.last_sent + timers.nat_keepalive:
         sa.send_keepalive()
     for child in list(sa.children.values()):
@@ -77,21 +79,21 @@ def run_timers(sa: IkeSa, now: float) -> None:
             del sa.children[child.inbound_spi]
             sa.emit(ChildSaDeleted(sa.id, child.inbound_spi, child.outbound_spi, "expired"))
         elif child.state == ChildState.INSTALLED and now >= child.rekey_at:
-            sa.rekey_child(child.inbound_spi, now)
+            request_child_rekey(sa, child.inbound_spi, now)
     if sa.rekey_at is not None and now >= sa.rekey_at:
         sa.rekey_at = None
-        sa.rekey(now)
+        request_ike_rekey(sa, now)
     if _wants_child(sa) and now >= sa.child_retry_at:
         # the CHILD SA got lost (expired, refused, peer forgot it): the tunnel needs one
         sa.child_retry_at = now + CHILD_RETRY
-        sa.create_child(now)
+        request_new_child(sa, now)
 
 
-def _closed(sa: IkeSa) -> bool:
+def _closed(sa: IkeSaRecord) -> bool:
     return sa.state == IkeState.CLOSED
 
 
-def _wants_child(sa: IkeSa) -> bool:
+def _wants_child(sa: IkeSaRecord) -> bool:
     return (
         sa.is_initiator
         and sa.keep_child

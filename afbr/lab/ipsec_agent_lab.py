@@ -251,13 +251,13 @@ def lost(replies: list[tuple[float, int]]) -> list[int]:
 
 def outage(replies: list[tuple[float, int]], after: float, interval: float = 0.1) -> float:
     """Seconds from `after` until the replies came back after their longest gap since then
-    (0 when no gap was longer than a few intervals)."""
+    (0 when no request went unanswered)."""
     assert replies, "no ping was answered at all"
     times = [t for t, _seq in replies]
     assert times[-1] > after, "the replies never came back"
     gaps = [(b - a, b) for a, b in itertools.pairwise(times) if b > after]
     worst = max(gaps, default=(0.0, after))
-    return 0.0 if worst[0] <= 3 * interval else worst[1] - after
+    return 0.0 if worst[0] <= 1.5 * interval else worst[1] - after
 
 
 class CoreCapture:

@@ -9,7 +9,7 @@ from afbr.ipsec.ike_child_nego import child_offer
 from afbr.ipsec.ike_constants import ExchangeType, NotifyType, ProtocolId
 from afbr.ipsec.ike_message import decode_message
 from afbr.ipsec.ike_payloads import IkeMessage, NoncePayload, NotifyPayload, Payload, RawPayload
-from afbr.ipsec.ike_sa import PendingRequest
+from afbr.ipsec.ike_sa_state import PendingRequest
 
 
 def _request(

@@ -191,7 +191,10 @@ def test_ike_rekey_under_ping_loses_nothing(
     proc = node.host.popen("ping", "-n", "-c", "100", "-i", "0.1", "-I", A_IN4, B_IN4, stdout=-1)
     try:
         theirs = node.wait_for(IkeSaRekeyed, timeout=10)  # strongSwan's rekey
-        node.drive(lambda s, now: s.rekey(now), theirs.new_sa)  # afbr's own
+        new_sa = node.call(  # events name SAs by id: find the successor in the dispatcher
+            lambda: next(s for s in node.dispatcher.all_sas() if s.id == theirs.new_ike_sa)
+        )
+        node.drive(lambda s, now: s.rekey(now), new_sa)  # afbr's own
         ours = node.wait_for(IkeSaRekeyed, timeout=10)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{charon.log()}") from None
