@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from afbr import __version__
 
@@ -17,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "afbr.commands.show",
     "afbr.commands.run",
     "afbr.commands.lab",
+    "afbr.commands.check_kernel",
 )
 
 DESCRIPTION = """\
@@ -48,6 +50,35 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+@dataclass(frozen=True)
+class Command:
+    """One (sub)command of the parser tree: `path` is () for afbr itself, ("config",
+    "check") for `afbr config check`; `help` is its one-line summary in its parent."""
+
+    path: tuple[str, ...]
+    parser: argparse.ArgumentParser
+    help: str
+
+
+def iter_commands(parser: argparse.ArgumentParser | None = None) -> Iterator[Command]:
+    """Every command, parents before their subcommands, in the order they were added (what
+    the man page and the shell completion are generated from: scripts/gen_*.py)."""
+    root = parser or build_parser()
+    todo = [Command((), root, "")]
+    while todo:
+        command = todo.pop(0)
+        yield command
+        children = []
+        for action in command.parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help or "" for a in action._choices_actions}
+                children += [
+                    Command((*command.path, name), sub, helps.get(name, ""))
+                    for name, sub in action.choices.items()
+                ]
+        todo[:0] = children
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,9 +19,12 @@ import yaml
 from afbr.config_reader import (
     ConfigError,
     ConfigProblem,
+    DuplicateKeyError,
     IPAddress,
     IPNetwork,
     Reader,
+    duplicate_problems,
+    load_yaml,
     to_address,
     to_bool,
     to_choice,
@@ -130,7 +133,9 @@ def load_config(path: str | Path) -> AfbrConfig:
 
 def parse_config(text: str, source: str = "<config>") -> AfbrConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(source, duplicate_problems(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
@@ -244,6 +249,7 @@ def _read_bgp(r: Reader, top: Mapping[str, object], core: CoreConfig | None) -> 
     hold_time = r.get(bgp, "bgp", "hold_time", _to_hold_time, 90) or 90
     keys_file = r.get(bgp, "bgp", "keys_file", to_str)
     neighbors: list[NeighborConfig] = []
+    first_path: dict[IPAddress, str] = {}
     for path, item in r.items(bgp, "bgp", "neighbors"):
         n = r.mapping(item, path, _NEIGHBOR_KEYS)
         address = r.get(n, path, "address", to_address, required=True)
@@ -259,6 +265,10 @@ def _read_bgp(r: Reader, top: Mapping[str, object], core: CoreConfig | None) -> 
             r.problem(f"{path}.address", str(address), f"BGP runs over the IPv{core.family} core")
         if address is None or asn is None:
             continue
+        if address in first_path:  # ExaBGP would get two blocks for one session
+            r.problem(f"{path}.address", str(address), f"listed twice (also {first_path[address]})")
+            continue
+        first_path[address] = path
         role = r.get(n, path, "role", to_choice("route-reflector", "peer"), "route-reflector")
         n_hold = r.get(n, path, "hold_time", _to_hold_time, hold_time) or hold_time
         neighbors.append(NeighborConfig(address, asn, role or "", key, unauthenticated, n_hold))
@@ -283,12 +293,20 @@ def _read_encap(r: Reader, encap: Mapping[str, object]) -> EncapConfig:
         else:
             preference.append(str(item))
     default = EncapConfig()
+    session_id = r.get(encap, "encap", "l2tpv3_session_id", to_int(1, 0xFFFFFFFF))
+    if "l2tpv3" in preference and encap.get("l2tpv3_session_id") is None:
+        # RFC 3931 §4.1: the session id the remote AFBRs put in the packets they send us.
+        r.problem("encap.l2tpv3_session_id", why=_NO_SESSION_ID)
     return EncapConfig(
         preference=tuple(preference) or default.preference,
         gre_key=r.get(encap, "encap", "gre_key", to_int(0, 0xFFFFFFFF)),
-        l2tpv3_session_id=r.get(encap, "encap", "l2tpv3_session_id", to_int(1, 0xFFFFFFFF)),
+        l2tpv3_session_id=session_id,
         l2tpv3_cookie=r.get(encap, "encap", "l2tpv3_cookie", to_hex_bytes(0, 4, 8), b"") or b"",
     )
+
+
+_NO_SESSION_ID = "missing: encap.preference has l2tpv3, which needs this AFBR's non-zero "
+_NO_SESSION_ID += "session id (RFC 3931 §4.1)"
 
 
 def _read_ipsec(r: Reader, ipsec: Mapping[str, object], sidecar: bool) -> IpsecConfig:

@@ -4,6 +4,10 @@ The reader collects every error instead of stopping at the first, so `afbr confi
 can show an operator everything that is wrong with a file in one go.  Values are converted by
 small functions that raise `ValueError` with the reason; the reader turns that into a
 `ConfigProblem` carrying the dotted key path (`bgp.neighbors[1].md5_key`).
+
+YAML files (the config and the key files) are read with `load_yaml`, which refuses a key given
+twice in one mapping: PyYAML would silently keep the last, so an operator's second `md5_key:`
+or `keys_file:` would win without a word.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import difflib
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import yaml
 
 T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -105,6 +111,90 @@ class Reader:
             self.problem(_join(path, key), raw, "must be a list")
             return []
         return [(f"{_join(path, key)}[{i}]", item) for i, item in enumerate(raw)]
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A mapping key given twice: its dotted path and the (1-based) lines of both."""
+
+    path: str
+    line: int
+    first_line: int
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A YAML document with a mapping key given twice (YAML 1.2 §3.2.1.1: keys are unique)."""
+
+    def __init__(self, duplicates: list[DuplicateKey], mark: yaml.Mark | None) -> None:
+        first = duplicates[0]
+        super().__init__(
+            problem=f"key {first.path} given twice (lines {first.first_line} and {first.line})",
+            problem_mark=mark,
+        )
+        self.duplicates = duplicates
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key given twice in a mapping is an error naming
+    the key and both lines (SafeLoader keeps the last one silently)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        duplicates: list[DuplicateKey] = []
+        marks: list[yaml.Mark] = []
+        _find_duplicates(node, "", duplicates, marks, set())
+        if duplicates:
+            raise DuplicateKeyError(duplicates, marks[0])
+        return super().construct_document(node)
+
+
+def load_yaml(text: str | bytes) -> object:
+    """Parse one YAML document safely, refusing duplicate keys (DuplicateKeyError)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def duplicate_problems(error: DuplicateKeyError) -> list[ConfigProblem]:
+    return [
+        ConfigProblem(
+            d.path,
+            _MISSING,
+            f"given twice (lines {d.first_line} and {d.line}); remove one "
+            "(YAML would silently keep only the last)",
+        )
+        for d in error.duplicates
+    ]
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _find_duplicates(
+    node: yaml.Node,
+    path: str,
+    out: list[DuplicateKey],
+    marks: list[yaml.Mark],
+    seen_nodes: set[int],
+) -> None:
+    if id(node) in seen_nodes:  # an alias to a node already walked (or a recursive one)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            here = _join(path, name)
+            ident = (key_node.tag, name)
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and ident in first_line:
+                out.append(DuplicateKey(here, line, first_line[ident]))
+                marks.append(key_node.start_mark)
+            else:
+                first_line.setdefault(ident, line)
+            _find_duplicates(value_node, here, out, marks, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _find_duplicates(item, f"{path}[{index}]", out, marks, seen_nodes)
 
 
 def _join(path: str, key: str) -> str:

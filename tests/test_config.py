@@ -77,6 +77,17 @@ def problems_of(text: str) -> list[str]:
         ),
         ("ipsec: {", "encap: {preference: [gre, vxlan]}\nipsec: {", "encap.preference[1]: 'vxlan'"),
         ("ipsec: {keys_file: /etc/afbr/ike-keys.yaml}", "", "ipsec.keys_file: auth: psk needs"),
+        (
+            "ipsec: {",
+            "encap: {preference: [gre, l2tpv3]}\nipsec: {",
+            "encap.l2tpv3_session_id: missing: encap.preference has l2tpv3",
+        ),
+        ("asn: 65000\n", "asn: 65000\nasn: 65001\n", "asn: given twice (lines 2 and 3)"),
+        (
+            "md5_key: rr1}\n",
+            'md5_key: rr1}\n    - {address: "2001:db8:0::1", asn: 65000, md5_key: rr1}\n',
+            "bgp.neighbors[1].address: '2001:db8::1': listed twice (also bgp.neighbors[0])",
+        ),
     ],
 )
 def test_each_problem_names_key_value_and_why(old: str, new: str, expected: str) -> None:
@@ -107,8 +118,19 @@ def test_broken_yaml_names_the_line() -> None:
     assert problems[0].startswith("line ")
 
 
+def example_site(tmp_path: Path) -> Path:
+    """The example config and its example key files, with /etc/afbr moved to tmp_path."""
+    for name in ("bgp-keys.yaml", "ike-keys.yaml"):
+        key_file = tmp_path / name
+        key_file.write_text((EXAMPLE.parent / name).read_text())
+        key_file.chmod(0o600)
+    config = tmp_path / "afbr.yaml"
+    config.write_text(EXAMPLE.read_text().replace("/etc/afbr/", f"{tmp_path}/"))
+    return config
+
+
 def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "check", str(EXAMPLE)]) == 0
+    assert main(["config", "check", str(example_site(tmp_path))]) == 0
     assert "valid" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(MINIMAL.replace("asn: 65000\n", "asn: 0\n", 1))

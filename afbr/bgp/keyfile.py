@@ -6,7 +6,10 @@ The file is YAML: a mapping of key name to secret (a string, or `{hex: "..."}` f
     ike-b: {hex: "0123456789abcdef0123456789abcdef"}
 
 RFC 5619 §4.4.1 / RFC 5565 §13.3: the control plane's keys must stay secret, so a file that
-its group or others may read (or write) is refused, and the error names the file and its mode.
+its group or others may read (or write), a symbolic link, or a file owned by someone other than
+this user or root is refused, and the error names the file and why.  A name given twice is
+refused too (YAML would keep the last one silently).  `read_private_file` applies the same
+rules to any secret file (the IKE private key).
 A `Secret` never shows its value in repr/str (so not in logs or tracebacks); `reveal()` gives
 the bytes to the one place that needs them.
 """
@@ -20,9 +23,18 @@ from pathlib import Path
 
 import yaml
 
+from afbr.config_reader import DuplicateKeyError, load_yaml
+
 
 class KeyFileError(Exception):
-    """The key file is unsafe, unreadable or malformed; the message names the file."""
+    """The key file is unsafe, unreadable or malformed; the message names the file.
+
+    `file` and `why` are the two halves of the message, for callers that show them apart."""
+
+    def __init__(self, file: object, why: str) -> None:
+        self.file = str(file)
+        self.why = why
+        super().__init__(f"{file}: {why}")
 
 
 class Secret:
@@ -63,7 +75,10 @@ class KeyRing(Mapping[str, Secret]):
         try:
             return self._secrets[name]
         except KeyError:
-            raise KeyFileError(f"{self.source}: no key named {name!r}") from None
+            raise KeyFileError(self.source, f"no key named {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:  # Mapping's catches only KeyError
+        return name in self._secrets
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._secrets)
@@ -86,48 +101,76 @@ class KeyRing(Mapping[str, Secret]):
 
 
 def check_private(path: Path, st: os.stat_result) -> None:
-    """Refuse a file that its group or others can read or write, or that is not a file."""
+    """Refuse a file that its group or others can read or write, that is not a regular file,
+    or that neither this user nor root owns (someone else could rewrite it)."""
     if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"{path}: not a regular file")
+        raise KeyFileError(path, "not a regular file")
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         raise KeyFileError(
-            f"{path}: mode {mode:04o} lets group/others access it; "
-            f"keys must be readable by their owner only (chmod 600 {path})"
+            path,
+            f"mode {mode:04o} lets group/others access it; "
+            f"keys must be readable by their owner only (chmod 600 {path})",
         )
+    if st.st_uid not in (0, os.geteuid()):
+        raise KeyFileError(
+            path,
+            f"owned by uid {st.st_uid}, neither root nor this user (uid "
+            f"{os.geteuid()}), who could change the keys (chown root {path})",
+        )
+
+
+def read_private_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a secret file, refused (KeyFileError) if it is missing, a symbolic link,
+    not a regular file, group/other-accessible, or owned by someone else."""
+    key_path = Path(path)
+    try:
+        if stat.S_ISLNK(os.lstat(key_path).st_mode):
+            raise KeyFileError(
+                key_path,
+                "is a symbolic link; name the file itself "
+                "(a link can be re-pointed by whoever owns its directory)",
+            )
+        # O_NONBLOCK: a FIFO planted in place of the file must not hang us.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(key_path, flags)
+    except OSError as exc:
+        raise KeyFileError(key_path, f"cannot open: {exc.strerror}") from None
+    try:
+        check_private(key_path, os.fstat(fd))  # the opened file itself: no race
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    except OSError as exc:
+        raise KeyFileError(key_path, f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def load_key_file(path: str | os.PathLike[str]) -> KeyRing:
     """Load the named secrets of a key file; KeyFileError if unsafe or malformed."""
     key_path = Path(path)
+    text = read_private_file(key_path)
     try:
-        # O_NONBLOCK: a FIFO planted in place of the file must not hang us.
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-        fd = os.open(key_path, flags)
-    except OSError as exc:
-        raise KeyFileError(f"{key_path}: cannot open: {exc.strerror}") from None
-    try:
-        check_private(key_path, os.fstat(fd))  # the opened file itself: no race
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise KeyFileError(f"{key_path}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DuplicateKeyError as exc:
+        twice = exc.duplicates[0]
+        raise KeyFileError(
+            key_path,
+            f"key {twice.path!r} given twice (lines {twice.first_line} and "
+            f"{twice.line}); remove one",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise KeyFileError(f"{key_path}:{where} not valid YAML") from None  # no text echoed
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise KeyFileError(key_path, f"{where}not valid YAML") from None  # no text echoed
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise KeyFileError(f"{key_path}: must be a mapping of key name to secret")
+        raise KeyFileError(key_path, "must be a mapping of key name to secret")
     secrets = {}
     for name, value in data.items():
         if not isinstance(name, str):
-            raise KeyFileError(f"{key_path}: key names must be strings")
+            raise KeyFileError(key_path, "key names must be strings")
         secrets[name] = Secret(name, _secret_bytes(key_path, name, value))
     return KeyRing(secrets, str(key_path))
 
@@ -139,7 +182,7 @@ def _secret_bytes(path: Path, name: str, value: object) -> bytes:
         try:
             raw = bytes.fromhex(value["hex"].removeprefix("0x"))
         except ValueError:
-            raise KeyFileError(f"{path}: key {name!r}: hex value is not hex") from None
+            raise KeyFileError(path, f"key {name!r}: hex value is not hex") from None
         if raw:
             return raw
-    raise KeyFileError(f"{path}: key {name!r}: must be a non-empty string or {{hex: ...}}")
+    raise KeyFileError(path, f"key {name!r}: must be a non-empty string or {{hex: ...}}")

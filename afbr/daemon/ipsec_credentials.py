@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from afbr.bgp.keyfile import load_key_file
+from afbr.bgp.keyfile import load_key_file, read_private_file
 from afbr.config import AfbrConfig
 from afbr.ipsec import (
     ESP_AES_CBC_SHA256,
@@ -46,10 +46,11 @@ IKE_SUITES: dict[str, AlgorithmSuite] = {
 
 
 def local_private_key(config: AfbrConfig) -> Any:
-    """This AFBR's private key (auth: pubkey), or None."""
+    """This AFBR's private key (auth: pubkey), or None.  The file is refused (KeyFileError)
+    if it is a symbolic link, group/other-accessible or someone else's, at start and reload."""
     if config.ipsec.auth != "pubkey" or config.ipsec.private_key is None:
         return None
-    return serialization.load_pem_private_key(config.ipsec.private_key.read_bytes(), None)
+    return serialization.load_pem_private_key(read_private_file(config.ipsec.private_key), None)
 
 
 def load_psks(config: AfbrConfig) -> dict[str, bytes]:

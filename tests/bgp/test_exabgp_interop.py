@@ -35,7 +35,7 @@ from afbr.bgp.exabgp_events import (
 )
 from afbr.bgp.tunnel_encap import TunnelType, decode_tunnel_encap
 from afbr.lab.afbr_control_plane import AfbrControlPlane
-from afbr.lab.daemon_base import wait_until
+from afbr.lab.daemon_base import PeerError, wait_until
 from afbr.lab.exabgp_peer import ExaBgp
 from afbr.lab.netns import Host, Lab
 
@@ -122,6 +122,7 @@ def _pair(lab: Lab) -> tuple[Host, Host]:
 def record_exabgp_api(lab: Lab, workdir: Path) -> list[str]:
     """Run the two-ExaBGP exchange and return the JSON lines B's API process received."""
     a, b = _pair(lab)
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "announcer.py").write_text(ANNOUNCER)
     (workdir / "recorder.py").write_text(RECORDER)
     (workdir / "commands.txt").write_text("\n".join(ANNOUNCER_COMMANDS) + "\n")
@@ -152,10 +153,16 @@ def record_exabgp_api(lab: Lab, workdir: Path) -> list[str]:
         ),
         cli=False,
     ).start()
-    wait_until(  # the last route, and both withdraws (ExaBGP may send them after it)
-        lambda: (
-            "192.0.2.128/25" in record.read_text() and record.read_text().count('"withdraw"') >= 2
-        ),
+
+    def all_received() -> bool:  # the last route, and the withdraws (they may come after it)
+        withdraws = [line for line in record.read_text().splitlines() if '"withdraw"' in line]
+        return "192.0.2.128/25" in record.read_text() and all(
+            any(prefix in line for line in withdraws)
+            for prefix in ("198.51.100.128/25", "2001:db8:200::/48")
+        )
+
+    wait_until(
+        all_received,
         timeout=40,
         what=f"the last route at B\n{announcer.log_tail()}\n{receiver.log_tail()}",
     )
@@ -165,7 +172,22 @@ def record_exabgp_api(lab: Lab, workdir: Path) -> list[str]:
 
 
 def test_real_exabgp_json_becomes_the_expected_events(lab: Lab, tmp_path: Path) -> None:
-    lines = record_exabgp_api(lab, tmp_path)
+    # ExaBGP 5.0.15 now and then stops passing received UPDATEs to its API process (its own
+    # counters show them received; the process gets nothing more, seen in about one exchange
+    # in six on this machine, before this test changed too).  That is ExaBGP's, not what this
+    # test is about: up to two more exchanges, in fresh namespaces.
+    try:
+        lines = record_exabgp_api(lab, tmp_path / "try1")
+    except PeerError as exc:
+        print(f"ExaBGP exchange incomplete, trying again: {str(exc).splitlines()[0]}")
+        for attempt in (2, 3):
+            with Lab(f"x{attempt}") as again:
+                try:
+                    lines = record_exabgp_api(again, tmp_path / f"try{attempt}")
+                    break
+                except PeerError:
+                    if attempt == 3:
+                        raise
     parser = ExabgpApiParser()
     events = [e for line in lines for e in parser.feed(line) if not isinstance(e, CommandAck)]
     assert not parser.errors, parser.errors
