@@ -139,40 +139,17 @@ def test_only_the_netlink_adapter_imports_pyroute2() -> None:
 # -- cycles --------------------------------------------------------------------------------------
 PACKAGE_GRAPH = graph.package_graph(MODULES)
 PACKAGE_CYCLE_NODES = {node for cycle in graph.cycles(PACKAGE_GRAPH) for node in cycle}
-KNOWN_PACKAGE_CYCLES = {  # outside the IKE work; each must go, then its mark with it
-    "afbr.commands": "afbr.commands <-> afbr.lab: commands.lab imports lab.demo_main (inside a "
-    "function), lab.demo_report imports commands.show",
-    "afbr.lab": "afbr.lab <-> afbr.commands (see afbr.commands)",
-}
 
 
-def _package_case(package: str) -> object:
-    reason = KNOWN_PACKAGE_CYCLES.get(package)
-    if reason is None:
-        return package
-    return pytest.param(package, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-@pytest.mark.parametrize("package", [_package_case(p) for p in sorted(PACKAGE_GRAPH)])
+@pytest.mark.parametrize("package", sorted(PACKAGE_GRAPH))
 def test_no_import_cycle_between_packages(package: str) -> None:
     assert package not in PACKAGE_CYCLE_NODES, graph.cycles(PACKAGE_GRAPH)
 
 
 MODULE_CYCLES = graph.cycles(graph.module_graph(MODULES))
-KNOWN_MODULE_CYCLES = {
-    "afbr.lab": "afbr.lab.demo_clab <-> demo_mesh <-> demo_reflector (demo_mesh imports "
-    "demo_clab inside a function)",
-}
 
 
-def _module_case(package: str) -> object:
-    reason = KNOWN_MODULE_CYCLES.get(package)
-    if reason is None:
-        return package
-    return pytest.param(package, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-@pytest.mark.parametrize("package", [_module_case(p) for p in sorted(PACKAGE_GRAPH)])
+@pytest.mark.parametrize("package", sorted(PACKAGE_GRAPH))
 def test_no_import_cycle_between_modules(package: str) -> None:
     inside = [c for c in MODULE_CYCLES if graph.package_of(c[0]) == package]
     assert inside == []

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from afbr.daemon.control_socket import ControlClientError, request
+from afbr.text_table import cell, render_table
 
 DEFAULT_SOCKET = Path("/run/afbr/afbr.sock")
 
@@ -135,25 +136,4 @@ def _text(value: object) -> str:
         return ", ".join(f"{k} {_text(v)}" for k, v in value.items()) or "(none)"
     if isinstance(value, list | tuple):
         return ", ".join(_text(v) for v in value) or "(none)"
-    return _cell(value)
-
-
-def render_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows of dicts as aligned columns, headed by every key in the order first seen (a key
-    only some rows have is `-` in the others)."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    out = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(line.rstrip() for line in out)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
+    return cell(value)

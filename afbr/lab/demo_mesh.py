@@ -29,7 +29,6 @@ so they describe the same nodes, links, addresses and configs.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import secrets
@@ -377,22 +376,3 @@ def write_afbr_files(
     (dest / "afbr.yaml").write_text(render_afbr_yaml(mesh, afbr, paths, md5=md5, ipsec=ipsec))
     write_private(dest / "bgp-keys.yaml", bgp_keys_text(mesh, afbr, keys))
     write_private(dest / "ike-keys.yaml", ike_keys_text(mesh, afbr, keys))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m afbr.lab.demo_mesh",
-        description="Write the demo mesh's containerlab topology and node configs.",
-    )
-    parser.add_argument("--write", type=Path, metavar="DIR", required=True,
-                        help="the folder to write (lab/demo in the repository)")  # fmt: skip
-    args = parser.parse_args(argv)
-    from afbr.lab.demo_clab import write_clab  # noqa: PLC0415  (only this entry point needs it)
-
-    for path in write_clab(build_mesh(), args.write):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

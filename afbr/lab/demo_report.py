@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from afbr.commands.show import render_table
 from afbr.lab.demo_mesh import DemoMesh
 from afbr.lab.demo_traffic import PingResult
+from afbr.text_table import render_table
 
 
 def _count(value: object) -> str:
     return str(len(value)) if isinstance(value, list) else "?"
 
 
-def _neighbors(status: object) -> str:
-    from afbr.lab.demo_runner import neighbor_state  # noqa: PLC0415  (avoid an import cycle)
+def neighbor_state(neighbor: Mapping[str, object]) -> str:
+    """A neighbor row's session state, whatever the field is called."""
+    for key in ("state", "session_state", "session"):
+        if key in neighbor:
+            return str(neighbor[key]).lower()
+    return "unknown"
 
+
+def _neighbors(status: object) -> str:
     if not isinstance(status, Mapping):
         return "?"
     rows = [n for n in status.get("neighbors", []) if isinstance(n, Mapping)]

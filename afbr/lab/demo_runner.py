@@ -33,6 +33,7 @@ from afbr.lab.demo_mesh import (
     write_afbr_files,
 )
 from afbr.lab.demo_reflector import DemoReflector
+from afbr.lab.demo_report import neighbor_state
 from afbr.lab.demo_traffic import PingResult, ping_all
 from afbr.lab.netns import Host, Lab
 from afbr.lab.peers import PeerError
@@ -303,13 +304,6 @@ class RunningDemo:
     def exabgp_pids(self, name: str) -> list[int]:
         """ExaBGP's main process(es) in AFBR `name`'s namespace (not afbr's API plugin)."""
         return [pid for pid, argv in _netns_processes(self.hosts[name].name) if is_exabgp(argv)]
-
-
-def neighbor_state(neighbor: dict[str, object]) -> str:
-    for key in ("state", "session_state", "session"):
-        if key in neighbor:
-            return str(neighbor[key]).lower()
-    return "unknown"
 
 
 def row_values(rows: object) -> set[str]:

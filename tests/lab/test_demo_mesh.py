@@ -33,7 +33,7 @@ ALLOWED = [
     for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "fd00::/8")
 ]
 
-REGENERATE = "python -m afbr.lab.demo_mesh --write lab/demo"
+REGENERATE = "python -m afbr.lab.demo_clab --write lab/demo"
 
 
 def _within(inner: ipaddress.IPv4Network | ipaddress.IPv6Network, outer: object) -> bool:
@@ -172,7 +172,7 @@ def test_clab_describes_the_same_nodes_and_links_as_the_runner() -> None:
 
 
 def test_committed_lab_demo_is_up_to_date(tmp_path: Path) -> None:
-    """lab/demo/ is what `python -m afbr.lab.demo_mesh --write lab/demo` writes."""
+    """lab/demo/ is what `python -m afbr.lab.demo_clab --write lab/demo` writes."""
     write_clab(MESH, tmp_path)
     for relative, text in clab_files(MESH).items():
         committed = REPO / "lab" / "demo" / relative
