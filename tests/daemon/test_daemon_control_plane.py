@@ -142,6 +142,20 @@ def test_two_daemons_learn_each_other_through_gobgp(lab: Lab, tmp_path: Path) ->
     procs["a"].send_signal(signal.SIGHUP)
     wait_for(lambda: "reload refused" in (dirs["a"] / "afbr.log").read_text())
     assert query(a, dirs["a"], "status")["neighbors"][0]["state"] == "up"
+    refused = query(a, dirs["a"], "status")["reload"]
+    assert refused["result"] == "refused" and "asn" in refused["reason"], refused
+
+    # A reload that cannot be applied running (a new core address) is refused whole: the
+    # new prefix in the same file is not announced either.
+    core_line = next(line for line in good.splitlines() if line.startswith("core:"))
+    moved = 'core: {family: ipv6, address: "2001:db8::99"}'
+    config.write_text(
+        good.replace(core_line, moved).replace("203.0.113.0/24]", "203.0.113.0/24, 192.0.2.128/25]")
+    )
+    procs["a"].send_signal(signal.SIGHUP)
+    wait_for(lambda: "core.address" in query(a, dirs["a"], "status")["reload"]["reason"])
+    time.sleep(1.0)
+    assert not any(r["prefix"] == "192.0.2.128/25" for r in query(b, dirs["b"], "routes"))
     config.write_text(good)
 
     # SIGTERM: A stops cleanly, its ExaBGP with it (what the reflector then keeps is
