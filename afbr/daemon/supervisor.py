@@ -78,6 +78,8 @@ class Supervisor:
                     *self.argv,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
+                    # its stderr too goes through afbr's logger (JSON when asked), never raw
+                    stderr=asyncio.subprocess.STDOUT,
                     env={**os.environ, **(self.env or {})},
                     start_new_session=True,
                 )

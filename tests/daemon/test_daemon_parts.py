@@ -222,3 +222,24 @@ def test_rate_limited_log_folds_a_flood(caplog: pytest.LogCaptureFixture) -> Non
         logged = [limiter.log("garbage", now, "garbage datagram") for now in range(25)]
     assert logged.count(True) == 3  # at 0, 10, 20
     assert "(+9 more in the last 10s)" in caplog.records[1].getMessage()
+
+
+def test_supervisor_hands_the_childs_stderr_to_the_reader_of_its_output() -> None:
+    """ExaBGP's own messages (some on stderr) go through afbr's logger, never raw."""
+    lines: list[bytes] = []
+
+    async def read(process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        lines.append(await process.stdout.readline())
+
+    async def scenario() -> None:
+        sup = Supervisor("child", ["sh", "-c", "echo on-stderr >&2; sleep 5"], on_start=read)
+        sup.start()
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if lines:
+                break
+        await sup.stop()
+
+    asyncio.run(scenario())
+    assert lines == [b"on-stderr\n"]
