@@ -22,8 +22,10 @@ neighbor coming up, afbr announces its prefixes and then End-of-RIB (ExaBGP's `m
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from afbr.bgp.exabgp_api import CommandAck, ExabgpApiParser
@@ -47,6 +49,27 @@ from afbr.bgp.softwire_rib import RibPath, SoftwireRib, TunnelEncapDecoder
 SNAPSHOT_FORMAT = 1
 
 
+@dataclass(frozen=True, slots=True)
+class NeighborRecord:
+    """What ExaBGP last told about one neighbor's session, for `afbr neighbors`.
+
+    `since` is when (on the control plane's `clock`, monotonic) it saw the last change (up,
+    down, or ExaBGP's connection lost); `last_error` the reason ExaBGP gave when the session last went down (e.g.
+    "notification received (6,3)", "closing connection"), as it gave it.  `peer_as` and
+    `local_address` come from the last "up"; `families` from the neighbor's last OPEN (only
+    seen when afbr asks ExaBGP for OPENs, i.e. with Graceful Restart).  The negotiated hold
+    time and other capabilities are not in afbr's events (the API parser keeps only the
+    OPEN's families), so they are not recorded here.
+    """
+
+    up: bool = False
+    since: float | None = None
+    last_error: str | None = None
+    peer_as: int | None = None
+    local_address: str | None = None
+    families: tuple[str, ...] | None = None
+
+
 class BgpControlPlane:
     """Parser + softwire RIB + local announcements, driven line by line."""
 
@@ -55,6 +78,7 @@ class BgpControlPlane:
         config: BgpSessionConfig,
         decode: TunnelEncapDecoder | None = None,
         observers: Sequence[Callable[[ApiEvent], None]] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.observers = tuple(observers)  # e.g. the side-car's mesh view: sees every event
@@ -66,6 +90,8 @@ class BgpControlPlane:
         self.shutdown = False
         self.generation = 0  # bumped whenever the RIB's best paths change
         self.peer_families: dict[str, frozenset[Afi]] = {}  # from each neighbor's OPEN
+        self.clock = clock  # for neighbor_records' times only; the RIB takes `now`
+        self.neighbor_records: dict[str, NeighborRecord] = {}  # what ExaBGP said, per neighbor
 
     def startup_commands(self) -> list[str]:
         """Ask established neighbors for their routes again (RFC 2918).
@@ -89,6 +115,7 @@ class BgpControlPlane:
     def apply(self, event: ApiEvent) -> list[str]:
         for observe in self.observers:
             observe(event)
+        self._record(event)
         if isinstance(event, PeerOpen):
             self.peer_families[event.neighbor] = event.families
         if isinstance(event, NeighborDown) and self._keeps_stale(event):
@@ -100,6 +127,26 @@ class BgpControlPlane:
         if isinstance(event, ExabgpShutdown):
             self.shutdown = True
         return []
+
+    def _record(self, event: ApiEvent) -> None:
+        """Per-neighbor bookkeeping for `afbr neighbors`: state changes, reasons, OPEN."""
+        if isinstance(event, NeighborUp | NeighborDown | PeerOpen):
+            old = self.neighbor_records.get(event.neighbor, NeighborRecord())
+        if isinstance(event, NeighborUp):
+            self.neighbor_records[event.neighbor] = replace(
+                old,
+                up=True,
+                since=self.clock(),
+                peer_as=event.peer_as,
+                local_address=event.local_address,
+            )
+        elif isinstance(event, NeighborDown):
+            self.neighbor_records[event.neighbor] = replace(
+                old, up=False, since=self.clock(), last_error=event.reason or old.last_error
+            )
+        elif isinstance(event, PeerOpen):
+            names = tuple(f"{afi.name.lower()}/unicast" for afi in sorted(event.families))
+            self.neighbor_records[event.neighbor] = replace(old, families=names)
 
     def announce_to(self, neighbor: str) -> list[str]:
         """Every local prefix, to one neighbor that just came up (ExaBGP keeps them after).
@@ -128,6 +175,9 @@ class BgpControlPlane:
     def connection_lost(self, now: float) -> None:
         """ExaBGP's connection went away: keep every path for forwarding, marked stale."""
         self.rib.mark_stale(now, self.restart_time)
+        for neighbor, record in self.neighbor_records.items():
+            if record.up:  # the sessions went with ExaBGP
+                self.neighbor_records[neighbor] = replace(record, up=False, since=self.clock())
 
     def sweep_stale(self, now: float) -> list[str]:
         """Remove stale paths whose restart time ran out; the prefixes that changed."""

@@ -158,6 +158,16 @@ class SoftwireRib:
         for prefix, paths in self._routes.items():
             yield prefix, paths[0]
 
+    def prefix_counts(self) -> dict[str, tuple[int, int]]:
+        """Per neighbor: (prefixes it has a path for in the RIB, prefixes whose best path is
+        its).  A path set aside whole (see PathProblem) is not in the RIB and not counted."""
+        counts: dict[str, list[int]] = {}
+        for paths in self._routes.values():
+            for path in paths:
+                counts.setdefault(path.neighbor, [0, 0])[0] += 1
+            counts[paths[0].neighbor][1] += 1
+        return {neighbor: (got, best) for neighbor, (got, best) in counts.items()}
+
     def converged(self) -> bool:
         """Every neighbor that is up has sent End-of-RIB for both families (RFC 4724 §2)."""
         return all(self.end_of_rib.get(n, set()) >= {Afi.IPV4, Afi.IPV6} for n in self.neighbors_up)

@@ -1,4 +1,4 @@
-"""The daemon's read-only views (status, routes, audit, mesh, metrics): what the control
+"""The daemon's read-only views (status, neighbors, routes, audit, mesh, metrics): what the control
 socket and /metrics serve, read from the parts the runtime wires together (`ViewSource`).
 Nothing here changes state; the softwire and IPsec parts answer from what they last read from
 the kernel."""
@@ -9,7 +9,7 @@ import time
 from typing import Any, Protocol
 
 from afbr import __version__
-from afbr.bgp.control_plane import BgpControlPlane
+from afbr.bgp.control_plane import BgpControlPlane, NeighborRecord
 from afbr.bgp.mesh_view import MeshView
 from afbr.bgp.tunnel_encap import TunnelType
 from afbr.config import AfbrConfig
@@ -92,6 +92,44 @@ def status(self: ViewSource) -> dict[str, Any]:
         "daemon": self.counters,
         "reload": self.last_reload or {"result": "none"},
     }
+
+
+def neighbors(self: ViewSource, address: str | None = None) -> list[dict[str, Any]]:
+    """`afbr neighbors [ADDR]`: each configured BGP neighbor (or the one at `address`) as the
+    control plane knows it from ExaBGP's events: state and seconds since it last changed,
+    prefixes in the RIB from it and those whose best path is its, the reason ExaBGP gave when
+    it last went down, the families of its last OPEN, MD5 and the TCP-MD5 diagnosis.
+
+    `seconds` is None until ExaBGP reports a change; `families` is None unless ExaBGP sent
+    the OPEN (afbr asks for it with Graceful Restart).  The negotiated hold time and the
+    other capabilities are not reported by afbr's ExaBGP events, so they are not shown;
+    `hold_time` is the configured one.
+    """
+    plane = self.control_plane
+    counts = plane.rib.prefix_counts()
+    now = plane.clock()
+    rows = []
+    for n in self.config.bgp.neighbors:
+        key = str(n.address)
+        if address is not None and key != address:
+            continue
+        record = plane.neighbor_records.get(key, NeighborRecord())
+        received, accepted = counts.get(key, (0, 0))
+        rows.append(
+            {
+                "address": key,
+                "asn": n.asn,
+                "state": "up" if key in plane.rib.neighbors_up else "down",
+                "seconds": None if record.since is None else max(0, round(now - record.since)),
+                "received": received,
+                "accepted": accepted,
+                "md5": n.md5_key is not None,
+                "hold_time": n.hold_time,
+                "families": None if record.families is None else list(record.families),
+                "last_error": record.last_error,
+            }
+        )
+    return self.md5_watch.annotate(rows)
 
 
 def routes(self: ViewSource) -> list[dict[str, Any]]:
