@@ -18,6 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generated_file import generator_main  # noqa: E402
+
 from afbr.cli import Command, build_parser, iter_commands  # noqa: E402
 
 TARGET = REPO / "contrib" / "afbr.bash-completion"
@@ -119,22 +121,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write afbr's bash completion from its parser.")
-    parser.add_argument("-o", "--output", default=str(TARGET), help="file to write, - for stdout")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = Path(args.output).read_text() if Path(args.output).exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run scripts/gen_completion.py", file=sys.stderr)
-            return 1
-        return 0
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text)
-    return 0
+    return generator_main("Write afbr's bash completion from its parser.", TARGET, render, argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generated_file import generator_main  # noqa: E402
+
 from afbr import __version__  # noqa: E402
 from afbr.cli import DESCRIPTION, EPILOG, Command, build_parser, iter_commands  # noqa: E402
 
@@ -131,22 +133,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write afbr(8) from afbr's argparse parser.")
-    parser.add_argument("-o", "--output", default=str(TARGET), help="file to write, - for stdout")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = Path(args.output).read_text() if Path(args.output).exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: run scripts/gen_manpage.py", file=sys.stderr)
-            return 1
-        return 0
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text)
-    return 0
+    return generator_main("Write afbr(8) from afbr's argparse parser.", TARGET, render, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from afbr.ipsec import (
     AuthenticationFailed,
     ChildSaDeleted,
     ChildSaEstablished,
+    ChildSaParams,
     ChildSaRekeyed,
     IkeEvent,
     IkeSaDeleted,
@@ -30,31 +31,9 @@ def log_ike_event(event: IkeEvent) -> None:
             },
         )
     elif isinstance(event, ChildSaEstablished):
-        log.info(
-            "CHILD SA up with %s (SPIs in %08x out %08x)",
-            event.child.inbound.source,
-            event.child.inbound.spi,
-            event.child.outbound.spi,
-            extra={
-                "event": "sa-up",
-                "peer": event.child.inbound.source,
-                "spi_in": f"{event.child.inbound.spi:08x}",
-                "spi_out": f"{event.child.outbound.spi:08x}",
-            },
-        )
+        _log_child("CHILD SA up with %s (SPIs in %08x out %08x)", "sa-up", event.child)
     elif isinstance(event, ChildSaRekeyed):
-        log.info(
-            "CHILD SA with %s rekeyed (SPIs in %08x out %08x)",
-            event.child.inbound.source,
-            event.child.inbound.spi,
-            event.child.outbound.spi,
-            extra={
-                "event": "sa-rekeyed",
-                "peer": event.child.inbound.source,
-                "spi_in": f"{event.child.inbound.spi:08x}",
-                "spi_out": f"{event.child.outbound.spi:08x}",
-            },
-        )
+        _log_child("CHILD SA with %s rekeyed (SPIs in %08x out %08x)", "sa-rekeyed", event.child)
     elif isinstance(event, ChildSaDeleted):
         log.info(
             "CHILD SA %08x down: %s",
@@ -76,3 +55,19 @@ def log_ike_event(event: IkeEvent) -> None:
             event.reason,
             extra={"event": "auth-failed", "peer": event.remote_addr[0]},
         )
+
+
+def _log_child(message: str, kind: str, child: ChildSaParams) -> None:
+    inbound, outbound = child.inbound, child.outbound
+    log.info(
+        message,
+        inbound.source,
+        inbound.spi,
+        outbound.spi,
+        extra={
+            "event": kind,
+            "peer": inbound.source,
+            "spi_in": f"{inbound.spi:08x}",
+            "spi_out": f"{outbound.spi:08x}",
+        },
+    )

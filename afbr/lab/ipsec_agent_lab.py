@@ -158,16 +158,7 @@ class AgentNode:
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         assert self.loop is not None
-        future: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except Exception as exc:  # handed to the caller's thread
-                future.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return future.result(timeout)
+        return call_on_loop(self.loop, fn, timeout)
 
     def reload_with_psk(self, psk: str) -> None:
         """An operator's key rotation: new keys file, then a reload (IpsecAgent.reconfigure)."""
@@ -201,6 +192,20 @@ class AgentNode:
         assert self.agent is not None
         agent = self.agent
         return self.call(agent.sas)
+
+
+def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: float) -> T:
+    """Run `fn` on `loop` (running in another thread) and return its result here."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except Exception as exc:  # handed to the caller's thread
+            future.set_exception(exc)
+
+    loop.call_soon_threadsafe(run)
+    return future.result(timeout)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:

@@ -18,7 +18,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +28,7 @@ from afbr.dataplane.xfrm_socket import XfrmSocket
 from afbr.ipsec import IkeConfig, IkeDispatcher, IkeEvent, IkeSa
 from afbr.ipsec.udp_adapter import IkeUdpAdapter
 from afbr.ipsec.xfrm_adapter import PeerBinding, XfrmChildInstaller
+from afbr.lab.ipsec_agent_lab import call_on_loop
 from afbr.lab.netns import Host, Lab
 
 T = TypeVar("T")
@@ -113,16 +113,7 @@ class AfbrNode:
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run `fn` on the agent's loop thread and return its result."""
-        future: Future[T] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except Exception as exc:  # handed to the caller's thread
-                future.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return future.result(timeout)
+        return call_on_loop(self.loop, fn, timeout)
 
     def connect(self) -> IkeSa:
         return self.call(

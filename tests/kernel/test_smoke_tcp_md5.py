@@ -3,31 +3,24 @@
 A listener in namespace `b` requires a key for `a`'s address; a client in `a` connects with the
 right key (connects, data flows), a wrong key or no key (the SYN is dropped: the connect times
 out, and `b`'s TcpExt counters say why).  The sockets are opened inside the namespaces by
-switching this process's network namespace with setns(2) around `socket()`, so no interpreter
-has to start per case (slow under UML).
+switching this process's network namespace with setns(2) around `socket()` (afbr.lab.tcp_md5),
+so no interpreter has to start per case (slow under UML).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ipaddress
-import os
 import socket
-import struct
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 import pytest
 from smoke_topology import OUTER, Pair, veth_pair
 
 from afbr.lab.netns import Host
+from afbr.lab.tcp_md5 import TCP_MD5SIG, inside, tcp_md5sig
 
 pytestmark = [pytest.mark.kernel, pytest.mark.netns]
 
-TCP_MD5SIG = 14  # linux/tcp.h
-TCP_MD5SIG_MAXKEYLEN = 80
-SOCKADDR_STORAGE_LEN = 128
-CLONE_NEWNET = 0x40000000  # linux/sched.h
 KEY = b"afbr-smoke-secret"
 PORT = 17900
 REFUSED_WAIT_S = 0.5  # the SYN is dropped at once (the counter proves it); no retry needed
@@ -38,50 +31,6 @@ CASES = {
     "wrong-key": (b"afbr-wrong-secret", "TCPMD5Failure"),
     "no-key": (None, "TCPMD5NotFound"),
 }
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-
-
-@contextmanager
-def inside(host: Host) -> Iterator[None]:
-    """Run the block in `host`'s network namespace (sockets made here stay in it)."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{host.name}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(target)
-        os.close(own)
-
-
-def tcp_md5sig(peer: str, key: bytes) -> bytes:
-    """struct tcp_md5sig (linux/tcp.h): the peer's sockaddr_storage, flags, prefix length,
-    key length, ifindex, key."""
-    address = ipaddress.ip_address(peer)
-    if address.version == 4:
-        sockaddr = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 0) + address.packed
-    else:
-        sockaddr = (
-            struct.pack("=H", socket.AF_INET6)
-            + struct.pack("!HI", 0, 0)
-            + address.packed
-            + struct.pack("=I", 0)
-        )
-    return (
-        sockaddr.ljust(SOCKADDR_STORAGE_LEN, b"\0")
-        + struct.pack("=BBHi", 0, 0, len(key), 0)
-        + key.ljust(TCP_MD5SIG_MAXKEYLEN, b"\0")
-    )
 
 
 def tcp_ext_counters(host: Host) -> dict[str, int]:
