@@ -44,7 +44,7 @@ class IpsecMode(enum.IntEnum):
     """What IPsec a tunnel needs (RFC 5566; RFC 5619 §4.4)."""
 
     NONE = 0
-    TRANSPORT = 1  # ESP transport mode protecting the tunnel's outer packets (RFC 5566 §2)
+    TRANSPORT = 1  # ESP transport mode protecting the outer packets (RFC 5566 §2, type 5)
     TUNNEL = 2  # ESP tunnel mode carrying the client packets (RFC 5566 §2, type 4)
 
 

@@ -21,8 +21,8 @@ Address = tuple[str, int]  # (IP address text, UDP port)
 
 
 class IpsecMode(Enum):
-    TUNNEL = "tunnel"  # RFC 5566 tunnel type 3: ESP tunnel mode carrying client packets
-    TRANSPORT = "transport"  # type 4: ESP transport mode protecting IP-in-IP / GRE
+    TUNNEL = "tunnel"  # ESP tunnel mode carrying client packets (RFC 5566 tunnel type 4)
+    TRANSPORT = "transport"  # ESP transport mode protecting IP-in-IP (RFC 5566 type 5) or GRE
 
 
 @dataclass(frozen=True, slots=True)

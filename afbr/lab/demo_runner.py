@@ -48,7 +48,7 @@ class DemoError(RuntimeError):
 
 
 @dataclass
-class AfbrDaemon:
+class DemoAfbrProcess:
     afbr: Afbr
     host: Host
     paths: NodePaths
@@ -83,7 +83,7 @@ class RunningDemo:
     say: Say = field(default=lambda text: None)
     lab: Lab = field(default_factory=lambda: Lab("demo"))
     hosts: dict[str, Host] = field(default_factory=dict)
-    daemons: dict[str, AfbrDaemon] = field(default_factory=dict)
+    daemons: dict[str, DemoAfbrProcess] = field(default_factory=dict)
     reflector: DemoReflector | None = None
     dataplane: bool = True  # False: `afbr run --no-dataplane` (control plane only, any kernel)
 
@@ -136,7 +136,9 @@ class RunningDemo:
         base = self.workdir / name
         paths = NodePaths.workdir(base)
         write_afbr_files(self.mesh, afbr, self.keys, paths, base, md5=md5, ipsec=ipsec)
-        daemon = AfbrDaemon(afbr, self.hosts[name], paths, base / "afbr.log", md5=md5, ipsec=ipsec)
+        daemon = DemoAfbrProcess(
+            afbr, self.hosts[name], paths, base / "afbr.log", md5=md5, ipsec=ipsec
+        )
         with daemon.log.open("a") as log:
             log.write(f"--- afbr run -c {paths.config} (md5 {md5}, ipsec {ipsec})\n")
         argv = [sys.executable, "-m", "afbr", "run", "-c", str(paths.config)]
@@ -344,5 +346,5 @@ def _netns_processes(netns: str) -> Iterator[tuple[int, list[str]]]:
             yield int(entry.name), [a.decode(errors="replace") for a in argv if a]
 
 
-def _tail(daemon: AfbrDaemon | None) -> str:
+def _tail(daemon: DemoAfbrProcess | None) -> str:
     return daemon.log_tail() if daemon is not None else "(never started)"

@@ -95,16 +95,16 @@ def test_a_passive_strongswan_peer_restarted_is_keyed_again_by_afbr(
 def test_a_strongswan_peer_that_starts_late_is_keyed_once_it_is_up(
     afbr_and_charon: tuple[dict[str, Host], AgentNode],
 ) -> None:
-    """afbr starts first; its tries get no answer for 20 s (well past one IKE_SA_INIT's
-    retransmissions and the backoff's first steps); it keeps trying and keys the charon
-    within one backoff step of its start."""
+    """afbr starts first; its tries get no answer for 2 minutes (far past one IKE_SA_INIT's
+    retransmissions: the backoff is at its 30 s ceiling); it keeps trying and keys the
+    charon within 30 s of its start (issue 10)."""
     hosts, node = afbr_and_charon
-    time.sleep(20.0)
-    assert node.summary()["initiations"] >= 3  # it kept trying
+    time.sleep(120.0)
+    assert node.summary()["initiations"] >= 8  # it kept trying
     started = time.monotonic()
     charon = Charon(hosts["b"], charon_side(), {})
     try:
-        wait_until(lambda: keyed(hosts), 30, "afbr to key the late charon")
+        wait_until(lambda: keyed(hosts), 35, "afbr to key the late charon")
         print(f"late strongSwan: keyed {time.monotonic() - started:.2f}s after its start")
     finally:
         hosts["b"].stop(charon.proc)
