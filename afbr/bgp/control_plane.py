@@ -54,17 +54,18 @@ class NeighborRecord:
     """What ExaBGP last told about one neighbor's session, for `afbr neighbors`.
 
     `since` is when (on the control plane's `clock`, monotonic) it saw the last change (up,
-    down, or ExaBGP's connection lost); `last_error` the reason ExaBGP gave when the session last went down (e.g.
-    "notification received (6,3)", "closing connection"), as it gave it.  `peer_as` and
-    `local_address` come from the last "up"; `families` from the neighbor's last OPEN (only
-    seen when afbr asks ExaBGP for OPENs, i.e. with Graceful Restart).  The negotiated hold
-    time and other capabilities are not in afbr's events (the API parser keeps only the
-    OPEN's families), so they are not recorded here.
+    down, or ExaBGP's connection lost).  `last_down_reason` is the reason ExaBGP gave when
+    the session last went down (e.g. "notification received (6,3)", "closing connection"),
+    as it gave it; a failed connection attempt after that replaces it only with a
+    NOTIFICATION.  `peer_as` and `local_address` come from the last "up"; `families` from
+    the neighbor's last OPEN (only seen when afbr asks ExaBGP for OPENs, i.e. with Graceful
+    Restart).  The negotiated hold time and other capabilities are not in afbr's events
+    (the API parser keeps only the OPEN's families), so they are not recorded here.
     """
 
     up: bool = False
     since: float | None = None
-    last_error: str | None = None
+    last_down_reason: str | None = None
     peer_as: int | None = None
     local_address: str | None = None
     families: tuple[str, ...] | None = None
@@ -141,8 +142,13 @@ class BgpControlPlane:
                 local_address=event.local_address,
             )
         elif isinstance(event, NeighborDown):
+            # A down after a down (a connection attempt that failed) changes no state, and
+            # its reason ("closing connection") hides no earlier one but a NOTIFICATION.
+            since = self.clock() if old.up or old.since is None else old.since
+            keep = old.last_down_reason is not None and not old.up
+            reason = event.reason if event.reason.startswith("notification") or not keep else None
             self.neighbor_records[event.neighbor] = replace(
-                old, up=False, since=self.clock(), last_error=event.reason or old.last_error
+                old, up=False, since=since, last_down_reason=reason or old.last_down_reason
             )
         elif isinstance(event, PeerOpen):
             names = tuple(f"{afi.name.lower()}/unicast" for afi in sorted(event.families))

@@ -1,4 +1,5 @@
-"""`afbr status|tunnels|routes|sas|audit`: read a running daemon's state over its control socket."""
+"""`afbr status|neighbors|tunnels|routes|sas|audit`: read a running daemon's state over its
+control socket."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The daemon's overall state: each BGP neighbor and its session state, how many\n"
         "softwires, routes and SAs are installed, and the drop counters of the filters\n"
         "(spoofed inner sources, tunnel packets from unknown endpoints) and of the IKE agent.",
+    ),
+    "neighbors": (
+        "BGP neighbors: session state, prefixes, last error",
+        "One line per configured BGP neighbor (or only ADDRESS): its ASN, whether the session\n"
+        "is up as ExaBGP last reported it and for how many seconds (SECONDS: since the last\n"
+        "change, - before the first), the client prefixes it has a path for in the RIB\n"
+        "(RECEIVED) and those whose best path is its (ACCEPTED), TCP-MD5 on or off, the\n"
+        "families its OPEN offered (with Graceful Restart), the reason ExaBGP gave when the\n"
+        "session last went down (e.g. a NOTIFICATION), and the TCP-MD5 diagnosis if any.",
     ),
     "tunnels": (
         "the softwires to remote AFBRs",
@@ -66,6 +76,8 @@ def register(subparsers: Any) -> None:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if name == "neighbors":
+            parser.add_argument("address", nargs="?", metavar="ADDRESS", help="only this neighbor")
         parser.add_argument("--json", action="store_true", help="print JSON for machines")
         parser.add_argument(
             "--socket",
@@ -79,7 +91,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        result = request(args.socket, args.command)
+        params = {"address": args.address} if getattr(args, "address", None) else {}
+        result = request(args.socket, args.command, **params)
     except ControlClientError as exc:
         print(f"afbr: {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -95,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
 def render_text(command: str, result: object) -> str:
     if command == "status" and isinstance(result, Mapping):
         return _render_status(result)
+    if command == "neighbors" and isinstance(result, list):
+        return render_table([_neighbor_row(row) for row in result]) if result else "(no neighbors)"
     if isinstance(result, list):
         return render_table(result) if result else f"(no {command})"
     return json.dumps(result, indent=2, default=str)

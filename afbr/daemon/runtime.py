@@ -92,6 +92,7 @@ class AfbrDaemon:
             "sync_errors": 0,  # reconciles that failed (each is retried with backoff)
             "sync_retries": 0,
             "resyncs": 0,  # periodic reconciles with no BGP change
+            "resync_repairs": 0,  # periodic reconciles that had to put something back
             "kernel_changes": 0,  # afbr's links/routes deleted in the kernel (a reconcile each)
         }
         # When to reconcile (coalescing, convergence gate, retries, resyncs); monotonic time.
@@ -422,13 +423,21 @@ class AfbrDaemon:
             self.counters["sync_retries"] += 1
         elif reason is Reason.RESYNC:
             self.counters["resyncs"] += 1
-        self._sync_task = asyncio.get_running_loop().create_task(self._sync(self.softwires))
+        loop = asyncio.get_running_loop()
+        self._sync_task = loop.create_task(self._sync(self.softwires, reason))
 
-    async def _sync(self, softwires: Softwires) -> None:
+    async def _sync(self, softwires: Softwires, reason: Reason) -> None:
         ok = False
         try:
             self.last_sync = await softwires.sync_in_worker(self.control_plane, self.config)
             ok = bool(self.last_sync.get("ok", True))
+            if reason is Reason.RESYNC and self.last_sync.get("changed"):
+                # RFC 5619 §3.4.1: the kernel had lost something of afbr's; it is back
+                self.counters["resync_repairs"] += 1
+                log.warning(
+                    "periodic resync found the kernel changed under afbr and repaired it",
+                    extra={"event": "kernel-repair"},
+                )
         except Exception:  # keep the daemon and its state; retried with backoff
             log.exception("softwire reconcile failed")
         self.counters["syncs" if ok else "sync_errors"] += 1
@@ -447,6 +456,7 @@ class AfbrDaemon:
     def _handlers(self) -> dict[str, Handler]:
         return {
             "status": lambda _req: self.status(),
+            "neighbors": lambda req: views.neighbors(self, req.get("address")),
             "tunnels": lambda _req: self.softwires.tunnels() if self.softwires else [],
             "routes": lambda _req: self.routes(),
             "sas": lambda _req: self.ipsec.sas() if self.ipsec is not None else [],

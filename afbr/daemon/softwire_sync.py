@@ -55,7 +55,7 @@ def parse_prefix(text: str) -> ParsedPrefix:
     """A prefix ("198.51.100.0/24", "2001:db8::/32") as a network and its route key.  The
     address goes through inet_pton: 20% faster than ip_network's own parser, same result,
     same ValueError for what is not a prefix (host bits set included)."""
-    address, _, length = text.partition("/")
+    address, slash, length = text.partition("/")
     family, network_type, bits = (
         (socket.AF_INET6, ipaddress.IPv6Network, 128)
         if ":" in address
@@ -65,7 +65,7 @@ def parse_prefix(text: str) -> ParsedPrefix:
         value = int.from_bytes(socket.inet_pton(family, address), "big")
     except OSError as exc:
         raise ValueError(f"not a prefix: {text!r}") from exc
-    if length and not (length.isascii() and length.isdigit()):
+    if (slash and not length) or (length and not (length.isascii() and length.isdigit())):
         raise ValueError(f"not a prefix length: {text!r}")
     prefix_length = int(length) if length else bits
     network = network_type((value, prefix_length))

@@ -6,6 +6,7 @@ the kernel."""
 from __future__ import annotations
 
 import time
+from ipaddress import ip_address
 from typing import Any, Protocol
 
 from afbr import __version__
@@ -94,7 +95,7 @@ def status(self: ViewSource) -> dict[str, Any]:
     }
 
 
-def neighbors(self: ViewSource, address: str | None = None) -> list[dict[str, Any]]:
+def neighbors(self: ViewSource, address: object = None) -> list[dict[str, Any]]:
     """`afbr neighbors [ADDR]`: each configured BGP neighbor (or the one at `address`) as the
     control plane knows it from ExaBGP's events: state and seconds since it last changed,
     prefixes in the RIB from it and those whose best path is its, the reason ExaBGP gave when
@@ -102,17 +103,19 @@ def neighbors(self: ViewSource, address: str | None = None) -> list[dict[str, An
 
     `seconds` is None until ExaBGP reports a change; `families` is None unless ExaBGP sent
     the OPEN (afbr asks for it with Graceful Restart).  The negotiated hold time and the
-    other capabilities are not reported by afbr's ExaBGP events, so they are not shown;
-    `hold_time` is the configured one.
+    other capabilities are not reported by afbr's ExaBGP events, so they are not shown.
     """
+    if address is not None and not isinstance(address, str):
+        raise ValueError(f"address must be a string, not {type(address).__name__}")
+    wanted = None if address is None else ip_address(address)  # ValueError: the caller's
     plane = self.control_plane
     counts = plane.rib.prefix_counts()
     now = plane.clock()
     rows = []
     for n in self.config.bgp.neighbors:
-        key = str(n.address)
-        if address is not None and key != address:
+        if wanted is not None and n.address != wanted:
             continue
+        key = str(n.address)
         record = plane.neighbor_records.get(key, NeighborRecord())
         received, accepted = counts.get(key, (0, 0))
         rows.append(
@@ -124,9 +127,8 @@ def neighbors(self: ViewSource, address: str | None = None) -> list[dict[str, An
                 "received": received,
                 "accepted": accepted,
                 "md5": n.md5_key is not None,
-                "hold_time": n.hold_time,
                 "families": None if record.families is None else list(record.families),
-                "last_error": record.last_error,
+                "last_down_reason": record.last_down_reason,
             }
         )
     return self.md5_watch.annotate(rows)
@@ -177,9 +179,14 @@ def mesh(self: ViewSource) -> dict[str, Any]:
 
 
 def metrics(self: ViewSource) -> list[Metric]:
-    """Prometheus metrics: the status's, and on a side-car the mesh view's."""
+    """Prometheus metrics: the status's, per neighbor, per IPsec peer, and on a side-car the
+    mesh view's."""
     mesh = mesh_metrics(self.mesh_view.summary()) if self.mesh_view is not None else []
-    return status_metrics(status(self)) + mesh
+    sas = self.ipsec.sas() if self.ipsec is not None else None
+    return (
+        status_metrics(status(self), neighbors=neighbors(self), sas=sas, started=self.started)
+        + mesh
+    )
 
 
 def _encap_name(tunnel_type: int) -> str:

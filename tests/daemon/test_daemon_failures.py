@@ -182,6 +182,7 @@ def test_nft_failing_once_is_retried_and_the_filter_installed(lab: Lab, tmp_path
         log=log,
     )
     assert "chain input" in host.run("nft", "list", "table", "inet", "afbr")
+    assert status()["daemon"]["resync_repairs"] >= 1  # counted as a repair, not a no-op
     shown = json.loads(
         host.run(sys.executable, "-m", "afbr", "status", "--json", "--socket", str(socket_path))
     )

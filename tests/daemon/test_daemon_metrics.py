@@ -43,7 +43,7 @@ def test_status_metrics_cover_bgp_drops_and_ipsec() -> None:
     assert lines(text) >= {
         "afbr_bgp_neighbors_up 1",
         "afbr_routes 3",
-        'afbr_drops_total{reason="spoof_afbr0123"} 4',
+        'afbr_dropped_packets_total{reason="spoof_afbr0123"} 4',
         "afbr_ipsec_peers_without_sa 1",
         "afbr_ipsec_child_sas 1",
         "afbr_ipsec_rekeys_total 2",

@@ -42,6 +42,8 @@ def test_same_network_and_key_as_ip_network(network: ipaddress.IPv4Network) -> N
         "x/24",
         "",
         "2001:db8::1/64",
+        "::/",  # found by the property test below: an empty length is no length
+        "198.51.100.0/",
     ],
 )
 def test_what_ip_network_refuses_is_refused(text: str) -> None:
