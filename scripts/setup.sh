@@ -11,7 +11,7 @@ APT_PACKAGES="iproute2 nftables iputils-ping procps tcpdump kmod
 gobgpd bird2
 charon-systemd strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
 libstrongswan-standard-plugins
-python3-venv gcc make flex bison bc xz-utils patch prometheus"
+python3-venv gcc make flex bison bc xz-utils patch prometheus groff-base"
 # The benchmarks' baselines (bench/README.md): FRR receives the same feed as afbr.
 [ "${AFBR_BENCH:-0}" = 1 ] && APT_PACKAGES="$APT_PACKAGES frr"
 missing=""

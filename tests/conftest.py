@@ -1,9 +1,10 @@
-"""Test-suite policy for the markers `kernel`, `interop` and `netns`.
+"""Test-suite policy for the markers `kernel`, `interop`, `netns` and `tool(NAME)`.
 
 A test marked with one of them needs something this host may lack: the tunnel/IPsec kernel,
-third-party daemons, or root.  Run by hand on a host without it, such a test is skipped with the
-reason.  Run by `make test` (AFBR_STRICT=1) nothing is skipped: the test command installs the
-daemons and runs the `kernel` tests inside the UML kernel, so a missing part fails loudly.
+third-party daemons, root, or a program such as promtool or groff.  Run by hand on a host
+without it, such a test is skipped with the reason.  Run by `make test` (AFBR_STRICT=1)
+nothing is skipped: the test command installs the daemons and programs and runs the `kernel`
+tests inside the UML kernel, so a missing part fails loudly.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             absent = [d for d in DAEMONS if shutil.which(d) is None]
             if absent:
                 reasons.append("daemons not installed: " + ", ".join(absent))
+        for marker in item.iter_markers("tool"):
+            if shutil.which(marker.args[0]) is None:
+                reasons.append(f"{marker.args[0]} is not installed (make setup installs it)")
         if reasons:
             item.add_marker(pytest.mark.skip(reason="; ".join(reasons)))
 

@@ -4,7 +4,6 @@ every command's help says what it does."""
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +56,7 @@ def test_the_man_page_has_every_command_and_option() -> None:
                 assert f"\\fB{escaped}\\fR" in page, (command.path, option)
 
 
-@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
+@pytest.mark.tool("groff")
 def test_the_man_page_renders_without_warnings() -> None:
     result = subprocess.run(
         ["groff", "-man", "-Tutf8", "-ww", "-z", str(MANPAGE)],
@@ -91,7 +90,7 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
     return [word for word in result.stdout.splitlines() if word]
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@pytest.mark.tool("bash")
 def test_bash_completion_completes_commands_options_and_files() -> None:
     top = [c.path[0] for c in COMMANDS if len(c.path) == 1]
     assert sorted(complete("afbr ")) == sorted(top)

@@ -126,7 +126,7 @@ def test_keys_file_symlink(site: Site, capsys: pytest.CaptureFixture[str]) -> No
     assert problem.startswith(f"bgp.keys_file: '{site.bgp_keys}': is a symbolic link")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
+@pytest.mark.netns  # needs root: giving a file away
 def test_keys_file_owned_by_someone_else(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
     os.chown(site.ike_keys, 65534, 65534)
     [problem] = problems(site, capsys)

@@ -6,7 +6,6 @@ package) with no warning, and the exposition rules are checked here as well."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from typing import Any
 
@@ -136,7 +135,7 @@ def test_exposition_rules() -> None:
     assert 'reason="odd\\"name\\\\with\\nnewline"' in text
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
+@pytest.mark.tool("promtool")
 def test_promtool_finds_nothing_to_say() -> None:
     result = subprocess.run(
         ["promtool", "check", "metrics"],

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -159,7 +158,7 @@ def test_the_cli_asks_for_one_neighbor_and_prints_json(
     assert "does not appear to be an IPv4 or IPv6 address" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
+@pytest.mark.tool("promtool")
 def test_the_daemons_own_metrics_pass_promtool(daemon: AfbrDaemon) -> None:
     feed(daemon, capture_until_first_update(), Clock())
     text = render(views.metrics(daemon))
