@@ -123,10 +123,9 @@ class IpsecAgent:
         self._psks = load_psks(config)
         self._private_key = local_private_key(config)
         self._kernel: set[tuple[str, int]] = set()  # (destination, SPI) of afbr's SAs, as read
-        self._policy_ifs: dict[int, int] = {}  # if_id -> policies the kernel holds
         self._kernel_stale = True  # something changed: read the kernel on the next tick
         self._tick_handle: asyncio.TimerHandle | None = None
-        self._next_check = 0.0
+        self._kernel_read_at: float | None = None  # when the kernel was last read
         self._failed: dict[str, IpsecNeed] = {}  # peers whose set-up failed: retried per tick
         self._auth_changed: dict[str, float] = {}  # peer -> when it advertised a new key
 
@@ -258,7 +257,7 @@ class IpsecAgent:
         try:
             for remote, need in list(self._failed.items()):
                 self._add(remote, need)
-            if self._kernel_stale or now >= self._next_check:
+            if self._kernel_due(now):
                 self._check_kernel(now)
             self._recheck_changed_authenticators(now)
             index = self._index()
@@ -292,20 +291,24 @@ class IpsecAgent:
             ):
                 self._start_over(remote, "the peer advertised a new authenticator")
 
+    def _kernel_due(self, now: float) -> bool:
+        """Something changed (or a read failed), or the last read is KERNEL_CHECK_INTERVAL old."""
+        read_at = self._kernel_read_at
+        return self._kernel_stale or read_at is None or now >= read_at + KERNEL_CHECK_INTERVAL
+
     def _check_kernel(self, now: float) -> None:
         """Read afbr's SAs and policies; restore missing policies (they are ours to keep)."""
-        self._next_check = now + KERNEL_CHECK_INTERVAL
         try:
             self._kernel = {(str(s.dst), s.spi) for s in list_sas(self.sock)}
             policies: dict[int, int] = {}
             for policy in list_policies(self.sock):
                 policies[policy.if_id] = policies.get(policy.if_id, 0) + 1
-            self._policy_ifs = policies
         except (XfrmKernelError, OSError) as exc:
             self.counters["kernel_check_errors"] += 1
             log.error("reading the kernel's SAs and policies failed: %s", exc)
             return
         self._kernel_stale = False
+        self._kernel_read_at = now
         for remote, peer in self.peers.items():
             if policies.get(peer.binding.if_id, 0) >= POLICIES_PER_PEER:
                 continue
@@ -556,9 +559,9 @@ class IpsecAgent:
                     self.dispatcher.counters.totals.items(), key=lambda item: item[0].value
                 )
             },
-            "kernel_read_age": round(
-                max(self.adapter.clock() - self._next_check + KERNEL_CHECK_INTERVAL, 0.0), 1
-            ),
+            "kernel_read_age": None
+            if self._kernel_read_at is None
+            else round(self.adapter.clock() - self._kernel_read_at, 1),
         }
 
     def sas(self) -> list[dict[str, Any]]:

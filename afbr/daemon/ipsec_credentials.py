@@ -29,6 +29,7 @@ from afbr.ipsec import (
     PskCredential,
     Timers,
 )
+from afbr.ipsec.ike_auth import public_key_der
 
 log = logging.getLogger("afbr.ipsec")
 
@@ -63,13 +64,7 @@ def load_psks(config: AfbrConfig) -> dict[str, bytes]:
 
 def public_key_bytes(key: Any) -> bytes | None:
     """The DER SubjectPublicKeyInfo of a private key's public half (None for None)."""
-    if key is None:
-        return None
-    return bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    return None if key is None else public_key_der(key.public_key())
 
 
 def ike_config(

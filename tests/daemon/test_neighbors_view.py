@@ -4,18 +4,16 @@ daemon's own control-socket handlers and printed by the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from control_socket_thread import serving
 
 from afbr.cli import main
 from afbr.daemon import views
-from afbr.daemon.control_socket import ControlServer
 from afbr.daemon.runtime import AfbrDaemon
 from afbr.daemon.tcp_md5_watch import Md5Counters
 from afbr.metrics import render
@@ -110,17 +108,8 @@ def test_the_whole_capture_ends_with_the_notification_and_a_diagnosis(
 @pytest.fixture
 def socket_path(daemon: AfbrDaemon, tmp_path: Path) -> Iterator[Path]:
     feed(daemon, CAPTURE.read_text().splitlines(), Clock())
-    path = tmp_path / "afbr.sock"
-    loop = asyncio.new_event_loop()
-    server = ControlServer(path, daemon._handlers(), allowed_uid=-1)
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield path
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with serving(tmp_path / "afbr.sock", daemon._handlers()) as path:
+        yield path
 
 
 def test_the_cli_prints_words_and_numbers(

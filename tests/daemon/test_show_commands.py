@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from control_socket_thread import serving
 
 from afbr.cli import main
 from afbr.commands.show import render_table, render_text
-from afbr.daemon.control_socket import ControlServer
 
 MD5_DIAGNOSIS = (
     "TCP-MD5 mismatch or missing key? (TCPMD5Failure=3 TCPMD5NotFound=0 TCPMD5Unexpected=0)"
@@ -61,18 +59,9 @@ STATE: dict[str, object] = {
 
 @pytest.fixture
 def socket_path(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "afbr.sock"
-    loop = asyncio.new_event_loop()
     handlers = {name: (lambda req, v=value: v) for name, value in STATE.items()}
-    server = ControlServer(path, handlers, allowed_uid=-1)
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield path
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with serving(tmp_path / "afbr.sock", handlers) as path:
+        yield path
 
 
 def test_tunnels_as_table_and_json(socket_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
